@@ -1,0 +1,89 @@
+"""Typed readers for configuration taken from environment variables.
+
+Each reader raises ImproperlyConfigured naming the variable, the rejected
+value and the accepted form, so a typo stops start-up instead of running
+with a silently different setting.
+"""
+
+import os
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name):
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
+
+
+def env_str(name, default=""):
+    value = _raw(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name, default=False):
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a boolean: use 1, true, yes or on to enable "
+        "and 0, false, no or off to disable."
+    )
+
+
+def env_int(name, default, *, minimum=None, maximum=None):
+    return _env_number(name, default, int, "a whole number", minimum, maximum)
+
+
+def env_float(name, default, *, minimum=None, maximum=None):
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
+def _env_number(name, default, kind, description, minimum, maximum):
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not {description}.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is below the minimum of {minimum}."
+        )
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is above the maximum of {maximum}."
+        )
+    return number
+
+
+def env_list(name, default=()):
+    """Read a comma-separated list, dropping empty items."""
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_http_url(name, default):
+    """Read an http(s) base URL and return it without a trailing slash."""
+    value = env_str(name, default)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not an http or https URL: "
+            "give a base URL such as https://api.roundtable.ai."
+        )
+    if parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} has a query or fragment: give only the base URL."
+        )
+    return value.rstrip("/")

@@ -1,0 +1,213 @@
+"""Django settings, read from environment variables.
+
+The defaults run the product out of the box in debug mode on an embedded
+SQLite database. The README lists every variable with its default and unit.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from dashboard.env import (
+    env_bool,
+    env_float,
+    env_http_url,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key():
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        if not DEBUG and len(key) < 50:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is shorter than 50 characters. Generate one "
+                "with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is missing and DJANGO_DEBUG is off. Set it to a "
+            "random value, for example the output of: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    # In debug, keep one random key per checkout so logins survive restarts.
+    key_file = BASE_DIR / ".dev-secret-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "roundtable_sync",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.banners",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write at the same time. WAL lets readers
+    # run beside one writer, IMMEDIATE takes the write lock when a transaction
+    # begins (so a transaction never fails upgrading a read lock), and the
+    # timeout makes a second writer wait its turn instead of raising
+    # "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_VALIDATORS = "django.contrib.auth.password_validation"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
+    {"NAME": f"{_VALIDATORS}.MinimumLengthValidator"},
+    {"NAME": f"{_VALIDATORS}.CommonPasswordValidator"},
+    {"NAME": f"{_VALIDATORS}.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# Roundtable Proof-of-Human API. The key is read here and passed only to the
+# API client; it is never logged, stored in the database or rendered.
+ROUNDTABLE_API_KEY = env_str("ROUNDTABLE_API_KEY")
+ROUNDTABLE_API_URL = env_http_url("ROUNDTABLE_API_URL", "https://api.roundtable.ai")
+ROUNDTABLE_CONNECT_TIMEOUT = env_float("ROUNDTABLE_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+ROUNDTABLE_READ_TIMEOUT = env_float("ROUNDTABLE_READ_TIMEOUT", 30.0, minimum=0.1)
+ROUNDTABLE_REQUEST_DEADLINE = env_float(
+    "ROUNDTABLE_REQUEST_DEADLINE", 60.0, minimum=1.0
+)
+ROUNDTABLE_MAX_ATTEMPTS = env_int("ROUNDTABLE_MAX_ATTEMPTS", 4, minimum=1, maximum=10)
+ROUNDTABLE_MAX_RESPONSE_MB = env_float(
+    "ROUNDTABLE_MAX_RESPONSE_MB", 50.0, minimum=0.001
+)
+
+# Polling. The interval is per watched user; the dispatcher runs every minute.
+ROUNDTABLE_POLL_INTERVAL = env_int("ROUNDTABLE_POLL_INTERVAL", 300, minimum=60)
+# Events-endpoint requests per minute for the whole account, spent on new
+# sessions that arrived without user_logs. 0 turns event fetching off.
+ROUNDTABLE_EVENTS_PER_MINUTE = env_int(
+    "ROUNDTABLE_EVENTS_PER_MINUTE", 30, minimum=0, maximum=6000
+)
+# Set by the run command when it starts the sandbox, so pages can say that
+# they show sandbox data.
+ROUNDTABLE_SANDBOX = env_bool("ROUNDTABLE_SANDBOX", False)
+
+# django-q2, configured on purpose rather than left on its defaults. A poll
+# task makes one API call bounded by ROUNDTABLE_REQUEST_DEADLINE; the events
+# task stops itself within the same bound.
+_TASK_TIMEOUT = int(ROUNDTABLE_REQUEST_DEADLINE * 2 + 30)
+Q_CLUSTER = {
+    "name": "roundtable",
+    # The ORM broker keeps the queue in the database: no extra server.
+    "orm": "default",
+    "workers": env_int("ROUNDTABLE_WORKERS", 2, minimum=1, maximum=64),
+    # Kill a task that runs longer than this many seconds.
+    "timeout": _TASK_TIMEOUT,
+    # The broker hands an unacknowledged task out again after this many
+    # seconds; it must exceed the timeout or a slow task would run twice.
+    "retry": _TASK_TIMEOUT + 60,
+    # A task is never run twice: the watched user's next due time is the
+    # retry, and the client already retried inside the task.
+    "max_attempts": 1,
+    "ack_failures": True,
+    # A worker that was down does not run every schedule slot it missed.
+    "catch_up": False,
+    # Successful tasks kept for the admin; failures are always kept.
+    "save_limit": 250,
+    # Seconds between broker polls of the ORM queue.
+    "poll": 1,
+    "label": "Task queue",
+}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RoundtableSyncConfig(AppConfig):
+    name = "roundtable_sync"
+    verbose_name = "Roundtable sync"

@@ -1,0 +1,81 @@
+"""CSV export of stored sessions, shared by export_sessions and the web UI."""
+
+import csv
+
+from roundtable_sync.checks import ordered_check_keys
+from roundtable_sync.models import SessionCheck
+
+BASE_COLUMNS = [
+    "user_id",
+    "session_id",
+    "session_time",
+    "session_time_source",
+    "risk_score",
+    "recommended_action",
+    "risk_explanation",
+    "tags",
+]
+# A spreadsheet runs a cell starting with one of these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value):
+    """Return a CSV cell that a spreadsheet shows as text, never runs."""
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def check_columns(sessions):
+    """Return [(group, name, header)] for checks present in ``sessions``.
+
+    A header is the bare check name unless the same name occurs in both
+    groups, in which case both get their group as a prefix.
+    """
+    present = set(
+        SessionCheck.objects.filter(session__in=sessions.values("pk"))
+        .values_list("group", "name")
+        .distinct()
+    )
+    keys = ordered_check_keys(present)
+    names = [name for _, name in keys]
+    return [
+        (group, name, f"{group}.{name}" if names.count(name) > 1 else name)
+        for group, name in keys
+    ]
+
+
+def write_sessions_csv(sessions, output):
+    """Write one CSV row per session to the text stream ``output``.
+
+    Returns the number of data rows written.
+    """
+    columns = check_columns(sessions)
+    writer = csv.writer(output)
+    writer.writerow(BASE_COLUMNS + [neutralize(header) for _, _, header in columns])
+    count = 0
+    for session in sessions.order_by("session_time", "session_id").iterator(
+        chunk_size=2000
+    ):
+        writer.writerow(_row(session, columns))
+        count += 1
+    return count
+
+
+def _row(session, columns):
+    row = [
+        session.user_id,
+        session.session_id,
+        session.session_time.isoformat().replace("+00:00", "Z"),
+        session.session_time_source,
+        session.risk_score,
+        session.recommended_action,
+        session.risk_explanation,
+        ";".join(session.tags),
+    ]
+    for group, name, _ in columns:
+        row.append(session.checks.get(group, {}).get(name))
+    return [neutralize(value) for value in row]

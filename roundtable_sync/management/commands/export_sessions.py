@@ -1,0 +1,40 @@
+"""Export stored sessions as CSV."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from roundtable_sync.export import write_sessions_csv
+from roundtable_sync.models import Session, WatchedUser
+
+
+class Command(BaseCommand):
+    help = "Write stored sessions as CSV, one row per session, oldest first."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", metavar="ID", help="Only this user's sessions.")
+        parser.add_argument(
+            "--output", metavar="FILE", help="Write to FILE instead of standard output."
+        )
+
+    def handle(self, *args, user, output, **options):
+        sessions = Session.objects.all()
+        if user is not None:
+            user = user.strip()
+            sessions = sessions.filter(user_id=user)
+            watched = WatchedUser.objects.filter(user_id=user).exists()
+            if not watched and not sessions.exists():
+                raise CommandError(
+                    f"No stored sessions for user {user!r}. Check the ID with "
+                    "'manage.py watchlist list'.",
+                    returncode=2,
+                )
+        if output is None:
+            count = write_sessions_csv(sessions, self.stdout)
+        else:
+            try:
+                with open(output, "w", newline="", encoding="utf-8") as stream:
+                    count = write_sessions_csv(sessions, stream)
+            except OSError as error:
+                raise CommandError(
+                    f"Cannot write {output}: {error.strerror}."
+                ) from None
+        self.stderr.write(f"Exported {count} sessions.")

@@ -1,0 +1,65 @@
+"""Poll watched users once, synchronously: the cron-friendly worker."""
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from roundtable_sync import account
+from roundtable_sync.client import RoundtableClient
+from roundtable_sync.models import PollOutcome, WatchedUser
+from roundtable_sync.sync import sync_user
+from roundtable_sync.watchlist import InvalidUserIdError, clean_user_ids
+
+
+class Command(BaseCommand):
+    help = (
+        "Poll every active watched user once, or only the named ones, and print "
+        "one line per user. Exit status 0 when all synced or were deferred by "
+        "the API, 1 when any failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("user_ids", nargs="*", metavar="ID")
+
+    def handle(self, *args, user_ids, **options):
+        users = self._select(user_ids)
+        client = RoundtableClient.from_settings()
+        failed, deferred = [], []
+        for watched in users:
+            pause = account.active_pause(timezone.now())
+            if pause is not None:
+                self.stdout.write(
+                    f"{watched.user_id}: deferred: polling is paused until "
+                    f"{pause.paused_until.isoformat()}: {pause.pause_error}"
+                )
+                deferred.append(watched.user_id)
+                continue
+            result = sync_user(watched, client)
+            self.stdout.write(result.summary())
+            if result.outcome == PollOutcome.FAILED:
+                failed.append(watched.user_id)
+            elif result.outcome == PollOutcome.DEFERRED:
+                deferred.append(watched.user_id)
+        if deferred:
+            self.stdout.write(f"Deferred by the API: {', '.join(deferred)}")
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(users)} users failed: {', '.join(failed)}",
+                returncode=1,
+            )
+
+    def _select(self, user_ids):
+        if not user_ids:
+            return list(WatchedUser.objects.filter(is_active=True))
+        try:
+            cleaned = clean_user_ids(user_ids)
+        except InvalidUserIdError as error:
+            raise CommandError(str(error), returncode=2) from None
+        users = {w.user_id: w for w in WatchedUser.objects.filter(user_id__in=cleaned)}
+        missing = [user_id for user_id in cleaned if user_id not in users]
+        if missing:
+            raise CommandError(
+                f"Not on the watchlist: {', '.join(missing)}. Add them with "
+                "'manage.py watchlist add' first. No user was polled.",
+                returncode=2,
+            )
+        return [users[user_id] for user_id in cleaned]

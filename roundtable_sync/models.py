@@ -1,0 +1,257 @@
+"""Data mirrored from the Roundtable API, and the watchlist that drives it."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class PollOutcome(models.TextChoices):
+    SYNCED = "synced", "Synced"
+    DEFERRED = "deferred", "Deferred by the API"
+    FAILED = "failed", "Failed"
+
+
+class WatchedUser(models.Model):
+    """A Roundtable user ID on the watchlist, with the state of its polling."""
+
+    user_id = models.CharField(max_length=255, unique=True)
+    note = models.TextField(blank=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when the user was added from the command line.",
+    )
+    added_at = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField(default=True)
+
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # Set by the dispatcher's conditional UPDATE; only the holder polls.
+    claim_token = models.UUIDField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_poll_outcome = models.CharField(
+        max_length=16, choices=PollOutcome.choices, blank=True
+    )
+    last_poll_error = models.TextField(blank=True)
+    coverage_gap_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Latest poll that found 100 sessions, none stored before.",
+    )
+
+    class Meta:
+        ordering = ["user_id"]
+        indexes = [
+            # The dispatcher's scan for active users whose poll is due.
+            models.Index(fields=["is_active", "next_poll_at"]),
+        ]
+
+    def __str__(self):
+        return self.user_id
+
+    @property
+    def added_by_label(self):
+        return self.added_by.get_username() if self.added_by else "command line"
+
+
+class PollRecord(models.Model):
+    """One poll of one user; the newest few per user are kept for the UI."""
+
+    KEEP_PER_USER = 50
+
+    watched_user = models.ForeignKey(
+        WatchedUser, on_delete=models.CASCADE, related_name="polls"
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=PollOutcome.choices)
+    error = models.TextField(blank=True)
+    sessions_received = models.PositiveIntegerField(default=0)
+    sessions_new = models.PositiveIntegerField(default=0)
+    sessions_changed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # A user's poll history, newest first, and its pruning.
+            models.Index(fields=["watched_user", "-started_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.watched_user_id} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class CoverageGap(models.Model):
+    """A poll that may have missed sessions: 100 returned and none stored before.
+
+    The API returns only the newest 100 sessions, so more than 100 new
+    sessions between two polls lose the older ones for good.
+    """
+
+    user_id = models.CharField(max_length=255, db_index=True)
+    detected_at = models.DateTimeField()
+    previous_sync_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+    def __str__(self):
+        return f"{self.user_id} at {self.detected_at:%Y-%m-%d %H:%M}"
+
+
+class SessionTimeSource(models.TextChoices):
+    USER_LOGS = "user_logs", "Earliest user_logs event"
+    EVENTS = "events", "Earliest event from the events endpoint"
+    FIRST_SEEN = "first_seen", "First seen by this dashboard (no event times yet)"
+
+
+class Session(models.Model):
+    """A Roundtable session as last received, keyed by the API's session_id."""
+
+    session_id = models.CharField(max_length=255, primary_key=True)
+    # The Roundtable user ID, not a foreign key: stored sessions outlive the
+    # user's place on the watchlist unless they are purged.
+    user_id = models.CharField(max_length=255)
+    tags = models.JSONField(default=list)
+    risk_score = models.SmallIntegerField(null=True)
+    risk_explanation = models.TextField(null=True)
+    recommended_action = models.TextField(null=True)
+    # {"biometric": {name: status}, "device": {name: status}} as parsed.
+    checks = models.JSONField(default=dict)
+    raw = models.JSONField()
+    # SHA-256 of the canonical raw JSON; an equal digest means nothing changed.
+    raw_digest = models.CharField(max_length=64)
+    first_seen_at = models.DateTimeField()
+    changed_at = models.DateTimeField()
+    session_time = models.DateTimeField()
+    session_time_source = models.CharField(
+        max_length=16, choices=SessionTimeSource.choices
+    )
+    needs_events = models.BooleanField(default=False)
+    events_fetched_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            # A user's sessions, newest first (user page, export --user).
+            models.Index(fields=["user_id", "-session_time"]),
+            # All sessions, newest first (export, explorer).
+            models.Index(fields=["-session_time"]),
+            # The events task's scan for sessions still missing events.
+            models.Index(
+                fields=["first_seen_at"],
+                condition=models.Q(needs_events=True),
+                name="session_needs_events_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return self.session_id
+
+
+class CheckGroup(models.TextChoices):
+    BIOMETRIC = "biometric", "Biometric"
+    DEVICE = "device", "Device"
+
+
+class SessionCheck(models.Model):
+    """One check result of a session, for queries by check name and status."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="check_results"
+    )
+    group = models.CharField(max_length=16, choices=CheckGroup.choices)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "group", "name"], name="unique_session_check"
+            )
+        ]
+        indexes = [
+            # "Sessions where check X reported status Y".
+            models.Index(fields=["name", "status"]),
+        ]
+
+    def __str__(self):
+        return f"{self.group}.{self.name}: {self.status}"
+
+
+class ScoreChange(models.Model):
+    """A change of a session's score or recommended action between polls."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="score_changes"
+    )
+    observed_at = models.DateTimeField()
+    old_score = models.SmallIntegerField(null=True)
+    new_score = models.SmallIntegerField(null=True)
+    old_action = models.TextField(null=True)
+    new_action = models.TextField(null=True)
+
+    class Meta:
+        ordering = ["observed_at", "id"]
+
+    def __str__(self):
+        return f"{self.session_id}: {self.old_score} -> {self.new_score}"
+
+
+class SessionEvent(models.Model):
+    """One event of a session, from user_logs or the events endpoint."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="events"
+    )
+    position = models.PositiveIntegerField()
+    action = models.TextField(null=True)
+    user_time = models.TextField(null=True)
+    unix_timestamp = models.BigIntegerField(null=True)
+    timestamp = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "position"], name="unique_session_event"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.session_id} #{self.position}"
+
+
+class PauseReason(models.TextChoices):
+    KEY_REJECTED = "key_rejected", "API key rejected"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+
+
+class AccountState(models.Model):
+    """Account-wide polling state: one row, pk 1.
+
+    A rejected key or a long rate limit affects every user, so it is recorded
+    once here and pauses all polling instead of failing each user.
+    """
+
+    paused_until = models.DateTimeField(null=True)
+    pause_reason = models.CharField(
+        max_length=16, choices=PauseReason.choices, blank=True
+    )
+    pause_error = models.TextField(blank=True)
+    # HMAC of the rejected key under SECRET_KEY, never the key itself: a
+    # changed key resumes polling without waiting for the pause to end.
+    rejected_key_fingerprint = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True)
+    # Lease that lets one events task at a time spend the events budget.
+    events_lease_until = models.DateTimeField(null=True)
+
+    def __str__(self):
+        return "Account state"
+
+    @classmethod
+    def load(cls):
+        state, _ = cls.objects.get_or_create(pk=1)
+        return state

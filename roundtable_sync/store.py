@@ -1,0 +1,241 @@
+"""Turn parsed API sessions into stored rows, writing only what changed."""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from roundtable_sync.models import (
+    CheckGroup,
+    ScoreChange,
+    Session,
+    SessionCheck,
+    SessionEvent,
+    SessionTimeSource,
+)
+
+logger = logging.getLogger(__name__)
+
+# The API returns at most this many sessions per user and has no paging.
+API_PAGE_LIMIT = 100
+# Keeps each IN (...) list well under SQLite's bound-parameter limit.
+BATCH_SIZE = 500
+
+# Columns an upsert overwrites on a changed session. first_seen_at and the
+# events bookkeeping belong to this dashboard, not to the API's payload.
+UPSERT_FIELDS = [
+    "user_id",
+    "tags",
+    "risk_score",
+    "risk_explanation",
+    "recommended_action",
+    "checks",
+    "raw",
+    "raw_digest",
+    "changed_at",
+    "session_time",
+    "session_time_source",
+    "needs_events",
+]
+_EXISTING_FIELDS = [
+    "session_id",
+    "raw_digest",
+    "risk_score",
+    "recommended_action",
+    "first_seen_at",
+    "session_time",
+    "session_time_source",
+    "events_fetched_at",
+]
+
+
+@dataclass
+class StoreResult:
+    received: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def raw_digest(raw):
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def store_sessions(user_id, sessions, now):
+    """Insert new sessions and update changed ones of one Roundtable user.
+
+    Sessions whose raw JSON is unchanged are not written at all. A change of
+    score or recommended action adds a ScoreChange row.
+    """
+    result = StoreResult(received=len(sessions))
+    storable = []
+    for session in sessions:
+        if len(session.session_id) > 255:
+            result.skipped.append(
+                f"Session ID {session.session_id[:40]!r}… is longer than 255 "
+                "characters and was not stored."
+            )
+            logger.warning("%s: skipped a session ID over 255 characters", user_id)
+            continue
+        storable.append(session)
+
+    existing = _load_existing([s.session_id for s in storable])
+    rows, changes = [], []
+    for session in storable:
+        digest = raw_digest(session.raw)
+        old = existing.get(session.session_id)
+        if old is not None and old.raw_digest == digest:
+            result.unchanged += 1
+            continue
+        rows.append(_build_row(user_id, session, digest, old, now))
+        if old is None:
+            result.new += 1
+        else:
+            result.changed += 1
+            change = _score_change(old, session, now)
+            if change is not None:
+                changes.append(change)
+
+    if rows:
+        with transaction.atomic():
+            _write(rows, changes, {s.session_id: s for s in storable})
+    return result
+
+
+def _load_existing(session_ids):
+    existing = {}
+    for start in range(0, len(session_ids), BATCH_SIZE):
+        batch = session_ids[start : start + BATCH_SIZE]
+        for row in Session.objects.filter(session_id__in=batch).only(*_EXISTING_FIELDS):
+            existing[row.session_id] = row
+    return existing
+
+
+def _build_row(user_id, session, digest, old, now):
+    session_time, source = _session_time(session, old, now)
+    # Only new or changed sessions get here. Without user_logs the timeline
+    # must come from the events endpoint, and a changed session is still
+    # live, so its events may have grown since the last fetch.
+    needs_events = not session.user_logs
+    return Session(
+        session_id=session.session_id,
+        user_id=user_id,
+        tags=session.tags or [],
+        risk_score=session.risk_score,
+        risk_explanation=session.risk_explanation,
+        recommended_action=session.recommended_action,
+        checks={
+            CheckGroup.BIOMETRIC: session.biometric_checks or {},
+            CheckGroup.DEVICE: session.device_checks or {},
+        },
+        raw=session.raw,
+        raw_digest=digest,
+        first_seen_at=old.first_seen_at if old else now,
+        changed_at=now,
+        session_time=session_time,
+        session_time_source=source,
+        needs_events=needs_events,
+    )
+
+
+def _session_time(session, old, now):
+    earliest = session.earliest_log_time
+    if earliest is not None:
+        return earliest, SessionTimeSource.USER_LOGS
+    if old is not None and old.session_time_source == SessionTimeSource.EVENTS:
+        return old.session_time, SessionTimeSource.EVENTS
+    if old is not None:
+        return old.session_time, SessionTimeSource.FIRST_SEEN
+    return now, SessionTimeSource.FIRST_SEEN
+
+
+def _score_change(old, session, now):
+    if (
+        old.risk_score == session.risk_score
+        and old.recommended_action == session.recommended_action
+    ):
+        return None
+    return ScoreChange(
+        session_id=session.session_id,
+        observed_at=now,
+        old_score=old.risk_score,
+        new_score=session.risk_score,
+        old_action=old.recommended_action,
+        new_action=session.recommended_action,
+    )
+
+
+def _write(rows, changes, parsed):
+    Session.objects.bulk_create(
+        rows,
+        batch_size=BATCH_SIZE,
+        update_conflicts=True,
+        unique_fields=["session_id"],
+        update_fields=UPSERT_FIELDS,
+    )
+    written_ids = [row.session_id for row in rows]
+    _replace_checks(written_ids, rows)
+    _replace_logged_events(written_ids, parsed)
+    ScoreChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+
+
+def _replace_checks(session_ids, rows):
+    for start in range(0, len(session_ids), BATCH_SIZE):
+        SessionCheck.objects.filter(
+            session_id__in=session_ids[start : start + BATCH_SIZE]
+        ).delete()
+    checks = [
+        SessionCheck(session_id=row.session_id, group=group, name=name, status=status)
+        for row in rows
+        for group, statuses in row.checks.items()
+        for name, status in statuses.items()
+    ]
+    SessionCheck.objects.bulk_create(checks, batch_size=BATCH_SIZE)
+
+
+def _replace_logged_events(session_ids, parsed):
+    """Store user_logs as the event timeline of sessions that carry them."""
+    with_logs = [sid for sid in session_ids if parsed[sid].user_logs]
+    for start in range(0, len(with_logs), BATCH_SIZE):
+        SessionEvent.objects.filter(
+            session_id__in=with_logs[start : start + BATCH_SIZE]
+        ).delete()
+    events = [
+        _event_row(sid, position, event)
+        for sid in with_logs
+        for position, event in enumerate(parsed[sid].user_logs)
+    ]
+    SessionEvent.objects.bulk_create(events, batch_size=BATCH_SIZE)
+
+
+def replace_fetched_events(session, event_list, now):
+    """Store events from the events endpoint and date the session by them."""
+    events = [
+        _event_row(session.session_id, position, event)
+        for position, event in enumerate(event_list.events)
+    ]
+    timestamps = [e.timestamp for e in events if e.timestamp is not None]
+    with transaction.atomic():
+        SessionEvent.objects.filter(session_id=session.session_id).delete()
+        SessionEvent.objects.bulk_create(events, batch_size=BATCH_SIZE)
+        update = {"needs_events": False, "events_fetched_at": now}
+        if timestamps and session.session_time_source != SessionTimeSource.USER_LOGS:
+            update["session_time"] = min(timestamps)
+            update["session_time_source"] = SessionTimeSource.EVENTS
+        Session.objects.filter(session_id=session.session_id).update(**update)
+    return len(events)
+
+
+def _event_row(session_id, position, event):
+    return SessionEvent(
+        session_id=session_id,
+        position=position,
+        action=event.action,
+        user_time=event.user_time,
+        unix_timestamp=event.unix_timestamp,
+        timestamp=event.timestamp,
+    )

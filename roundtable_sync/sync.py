@@ -1,0 +1,172 @@
+"""Poll one watched user and record the outcome: shared by task and command."""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models as db_models
+from django.utils import timezone
+
+from roundtable_sync import account
+from roundtable_sync.errors import (
+    KeyRejectedError,
+    RateLimitedError,
+    RetryLaterError,
+    RoundtableError,
+)
+from roundtable_sync.models import CoverageGap, PollOutcome, PollRecord, WatchedUser
+from roundtable_sync.store import API_PAGE_LIMIT, store_sessions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PollResult:
+    user_id: str
+    outcome: str
+    error: str = ""
+    received: int = 0
+    new: int = 0
+    changed: int = 0
+    coverage_gap: bool = False
+    retry_at: object = None
+
+    def summary(self):
+        """Return one line for logs and the sync_sessions command."""
+        if self.outcome == PollOutcome.SYNCED:
+            line = (
+                f"{self.user_id}: synced, {self.received} sessions received, "
+                f"{self.new} new, {self.changed} changed"
+            )
+            if self.coverage_gap:
+                line += ", possible coverage gap (100 sessions, none seen before)"
+            return line
+        return f"{self.user_id}: {self.get_outcome_label()}: {self.error}"
+
+    def get_outcome_label(self):
+        return PollOutcome(self.outcome).label.lower()
+
+
+def poll_interval():
+    return timedelta(seconds=settings.ROUNDTABLE_POLL_INTERVAL)
+
+
+def sync_user(watched_user, client, now=timezone.now):
+    """Fetch one user's sessions, store them and record the poll on the user.
+
+    Never raises for an API or storage failure: the failure is logged and
+    recorded on the user (or, for a rejected key or a long rate limit, once
+    on the account), so one user never stops the others.
+    """
+    started_at = now()
+    try:
+        listing = client.user_sessions(watched_user.user_id)
+        result = _store(watched_user, listing, started_at)
+        account.clear_pause()
+    except KeyRejectedError as error:
+        until = account.pause_for_rejected_key(error, started_at)
+        result = _deferred(watched_user, error, until)
+    except RateLimitedError as error:
+        until = account.pause_for_rate_limit(error, started_at)
+        result = _deferred(watched_user, error, until)
+    except RetryLaterError as error:
+        if error.deferred:
+            result = _deferred(watched_user, error, error.retry_at)
+        else:
+            result = _failed(watched_user, error)
+    except RoundtableError as error:
+        result = _failed(watched_user, error)
+    except Exception as error:
+        logger.exception("%s: unexpected error while syncing", watched_user.user_id)
+        result = PollResult(
+            watched_user.user_id,
+            PollOutcome.FAILED,
+            error=f"Unexpected error while storing sessions ({type(error).__name__}). "
+            "See the worker log for details.",
+        )
+    _record(watched_user, result, started_at, now())
+    return result
+
+
+def _store(watched_user, listing, now):
+    previous_sync_at = watched_user.last_synced_at
+    stored = store_sessions(watched_user.user_id, listing.sessions, now)
+    gap = (
+        previous_sync_at is not None
+        and stored.received >= API_PAGE_LIMIT
+        and stored.new == stored.received
+    )
+    if gap:
+        CoverageGap.objects.create(
+            user_id=watched_user.user_id,
+            detected_at=now,
+            previous_sync_at=previous_sync_at,
+        )
+        logger.warning(
+            "%s: 100 sessions returned and none stored before: sessions between "
+            "%s and now may be missing",
+            watched_user.user_id,
+            previous_sync_at.isoformat(),
+        )
+    warnings = listing.warnings + stored.skipped
+    return PollResult(
+        watched_user.user_id,
+        PollOutcome.SYNCED,
+        error=" ".join(warnings[:5]),
+        received=stored.received,
+        new=stored.new,
+        changed=stored.changed,
+        coverage_gap=gap,
+    )
+
+
+def _deferred(watched_user, error, retry_at):
+    logger.warning(
+        "%s: deferred until %s: %s", watched_user.user_id, retry_at.isoformat(), error
+    )
+    return PollResult(
+        watched_user.user_id, PollOutcome.DEFERRED, error=str(error), retry_at=retry_at
+    )
+
+
+def _failed(watched_user, error):
+    logger.warning("%s: poll failed: %s", watched_user.user_id, error)
+    return PollResult(watched_user.user_id, PollOutcome.FAILED, error=str(error))
+
+
+def _record(watched_user, result, started_at, finished_at):
+    next_poll_at = result.retry_at or finished_at + poll_interval()
+    update = {
+        "last_polled_at": finished_at,
+        "last_poll_outcome": result.outcome,
+        "last_poll_error": result.error,
+        "next_poll_at": next_poll_at,
+        "claim_token": None,
+    }
+    if result.outcome == PollOutcome.SYNCED:
+        update["last_synced_at"] = finished_at
+    if result.coverage_gap:
+        update["coverage_gap_at"] = finished_at
+    WatchedUser.objects.filter(pk=watched_user.pk).update(**update)
+    PollRecord.objects.create(
+        watched_user_id=watched_user.pk,
+        started_at=started_at,
+        finished_at=finished_at,
+        outcome=result.outcome,
+        error=result.error,
+        sessions_received=result.received,
+        sessions_new=result.new,
+        sessions_changed=result.changed,
+    )
+    _prune_poll_records(watched_user.pk)
+    account.record_heartbeat(finished_at)
+
+
+def _prune_poll_records(watched_user_pk):
+    keep = PollRecord.objects.filter(watched_user_id=watched_user_pk).values("pk")[
+        : PollRecord.KEEP_PER_USER
+    ]
+    PollRecord.objects.filter(watched_user_id=watched_user_pk).exclude(
+        pk__in=db_models.Subquery(keep)
+    ).delete()

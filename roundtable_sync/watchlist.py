@@ -1,0 +1,139 @@
+"""Adding, pausing and removing watched users: shared by the UI and commands."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from roundtable_sync.models import (
+    CoverageGap,
+    Session,
+    WatchedUser,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_USER_ID_LENGTH = 255
+
+
+class InvalidUserIdError(ValueError):
+    pass
+
+
+def clean_user_id(value):
+    """Return the user ID with surrounding whitespace trimmed, or raise.
+
+    Roundtable user IDs are opaque: any characters are kept, including
+    "/", "?", "#", "%" and non-ASCII, and only the ends are trimmed.
+    """
+    if not isinstance(value, str):
+        raise InvalidUserIdError(f"User ID {value!r} is not text.")
+    cleaned = value.strip()
+    if not cleaned:
+        raise InvalidUserIdError(
+            "User ID is empty (or only whitespace): give a Roundtable user ID."
+        )
+    if len(cleaned) > MAX_USER_ID_LENGTH:
+        raise InvalidUserIdError(
+            f"User ID {cleaned[:40]!r}… is {len(cleaned)} characters long; the "
+            f"maximum is {MAX_USER_ID_LENGTH}."
+        )
+    if "\x00" in cleaned:
+        raise InvalidUserIdError(
+            f"User ID {cleaned!r} contains a NUL character, which cannot be stored."
+        )
+    return cleaned
+
+
+def clean_user_ids(values):
+    """Clean every ID, collecting all errors; raise them together if any.
+
+    Duplicates after trimming are reduced to one, keeping the first order.
+    """
+    cleaned, errors = [], []
+    for value in values:
+        try:
+            user_id = clean_user_id(value)
+        except InvalidUserIdError as error:
+            errors.append(str(error))
+            continue
+        if user_id not in cleaned:
+            cleaned.append(user_id)
+    if errors:
+        raise InvalidUserIdError(" ".join(errors))
+    return cleaned
+
+
+@dataclass
+class WatchlistChange:
+    changed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def add_users(user_ids, added_by=None, note=""):
+    """Add cleaned user IDs, skipping those already watched. Due at once."""
+    now = timezone.now()
+    change = WatchlistChange()
+    with transaction.atomic():
+        existing = set(
+            WatchedUser.objects.filter(user_id__in=user_ids).values_list(
+                "user_id", flat=True
+            )
+        )
+        for user_id in user_ids:
+            if user_id in existing:
+                change.skipped.append(user_id)
+                continue
+            WatchedUser.objects.create(
+                user_id=user_id,
+                note=note,
+                added_by=added_by,
+                added_at=now,
+                next_poll_at=now,
+            )
+            change.changed.append(user_id)
+    for user_id in change.changed:
+        logger.info("%s: added to the watchlist by %s", user_id, _actor(added_by))
+    return change
+
+
+def remove_users(user_ids, purge=False, removed_by=None):
+    """Stop watching users; ``purge`` also deletes their stored sessions."""
+    change = WatchlistChange()
+    with transaction.atomic():
+        for user_id in user_ids:
+            deleted, _ = WatchedUser.objects.filter(user_id=user_id).delete()
+            if not deleted:
+                change.skipped.append(user_id)
+                continue
+            change.changed.append(user_id)
+            if purge:
+                Session.objects.filter(user_id=user_id).delete()
+                CoverageGap.objects.filter(user_id=user_id).delete()
+    for user_id in change.changed:
+        logger.info(
+            "%s: removed from the watchlist by %s%s",
+            user_id,
+            _actor(removed_by),
+            " with its stored sessions" if purge else "",
+        )
+    return change
+
+
+def set_active(watched_user, active, changed_by=None):
+    """Pause or resume polling of one user; resuming makes it due at once."""
+    update = {"is_active": active}
+    if active:
+        update["next_poll_at"] = timezone.now()
+    WatchedUser.objects.filter(pk=watched_user.pk).update(**update)
+    logger.info(
+        "%s: %s by %s",
+        watched_user.user_id,
+        "resumed" if active else "paused",
+        _actor(changed_by),
+    )
+
+
+def _actor(user):
+    return user.get_username() if user is not None else "command line"

@@ -1,0 +1,87 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from roundtable_sync.models import PollOutcome, Session, WatchedUser
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(sandbox):
+    sandbox.clock.now = timezone.now()
+    with override_settings(
+        ROUNDTABLE_API_URL=sandbox.url,
+        ROUNDTABLE_API_KEY=sandbox.key,
+        ROUNDTABLE_MAX_ATTEMPTS=1,
+    ):
+        yield sandbox
+
+
+def sync(*args):
+    stdout = io.StringIO()
+    call_command("sync_sessions", *args, stdout=stdout)
+    return stdout.getvalue()
+
+
+def test_syncs_all_active_users(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+    WatchedUser.objects.create(user_id="bot-farm-7")
+    WatchedUser.objects.create(user_id="paused", is_active=False)
+
+    output = sync()
+
+    lines = output.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("alice@example.com: synced, 100 sessions received")
+    assert Session.objects.filter(user_id="bot-farm-7").count() == 100
+    assert not any(r.path.endswith("/paused/sessions") for r in api.requests)
+
+
+def test_syncs_only_named_users(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+    WatchedUser.objects.create(user_id="bot-farm-7")
+
+    output = sync("bot-farm-7")
+
+    assert output.startswith("bot-farm-7: synced")
+    assert not Session.objects.filter(user_id="alice@example.com").exists()
+
+
+def test_unwatched_name_fails_before_any_request(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+
+    with pytest.raises(CommandError) as raised:
+        sync("alice@example.com", "stranger")
+
+    assert raised.value.returncode == 2
+    assert "stranger" in str(raised.value)
+    assert api.requests == []
+
+
+def test_failure_exits_one_and_others_still_sync(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+    WatchedUser.objects.create(user_id="bot-farm-7")
+    api.faults.add("server_error", user_id="alice@example.com", status=502)
+
+    with pytest.raises(CommandError) as raised:
+        sync()
+
+    assert raised.value.returncode == 1
+    assert "alice@example.com" in str(raised.value)
+    bot = WatchedUser.objects.get(user_id="bot-farm-7")
+    assert bot.last_poll_outcome == PollOutcome.SYNCED
+
+
+def test_deferred_users_exit_zero_and_are_listed(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+    WatchedUser.objects.create(user_id="bot-farm-7")
+    api.faults.add("rate_limit", retry_after=3600)
+
+    output = sync()
+
+    assert "Deferred by the API: alice@example.com, bot-farm-7" in output
+    assert len([r for r in api.requests if "/sessions" in r.path]) == 1

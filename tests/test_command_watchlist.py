@@ -1,0 +1,100 @@
+import io
+from unittest import mock
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from roundtable_sync.models import Session, WatchedUser
+from roundtable_sync.store import store_sessions
+from tests import payloads
+from tests.test_store import NOW, parsed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued_polls():
+    with mock.patch("roundtable_sync.tasks.async_task", autospec=True) as async_task:
+        yield async_task
+
+
+def run(*args):
+    stdout = io.StringIO()
+    call_command("watchlist", *args, stdout=stdout)
+    return stdout.getvalue()
+
+
+def test_add_watches_trimmed_ids_and_queues_polls(queued_polls):
+    output = run("add", "  alice  ", "bob/with?odd#chars%", "--note", "vip")
+
+    alice = WatchedUser.objects.get(user_id="alice")
+    assert alice.note == "vip"
+    assert alice.added_by is None
+    assert alice.added_by_label == "command line"
+    assert WatchedUser.objects.filter(user_id="bob/with?odd#chars%").exists()
+    assert "Added alice" in output
+    assert queued_polls.call_count == 2
+
+
+def test_add_skips_watched_id(queued_polls):
+    WatchedUser.objects.create(user_id="alice")
+
+    output = run("add", "alice", "carol")
+
+    assert "Skipped alice: already on the watchlist" in output
+    assert "Added carol" in output
+    assert WatchedUser.objects.count() == 2
+
+
+def test_invalid_id_rejects_whole_command(queued_polls):
+    with pytest.raises(CommandError) as raised:
+        run("add", "good", "   ", "x" * 256)
+
+    assert raised.value.returncode == 2
+    assert "empty" in str(raised.value)
+    assert "maximum is 255" in str(raised.value)
+    assert not WatchedUser.objects.exists()
+    queued_polls.assert_not_called()
+
+
+def test_remove_keeps_sessions():
+    WatchedUser.objects.create(user_id="alice")
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+
+    output = run("remove", "alice")
+
+    assert "Removed alice" in output
+    assert not WatchedUser.objects.exists()
+    assert Session.objects.filter(user_id="alice").count() == 1
+
+
+def test_remove_purge_deletes_sessions():
+    WatchedUser.objects.create(user_id="alice")
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+    store_sessions("bob", parsed(payloads.session("s2")), NOW)
+
+    run("remove", "--purge", "alice")
+
+    assert not Session.objects.filter(user_id="alice").exists()
+    assert Session.objects.filter(user_id="bob").exists()
+
+
+def test_remove_unknown_is_reported():
+    output = run("remove", "nobody")
+
+    assert "Skipped nobody: not on the watchlist" in output
+
+
+def test_list_prints_state_and_outcome():
+    WatchedUser.objects.create(user_id="alice")
+    WatchedUser.objects.create(
+        user_id="bob",
+        is_active=False,
+        last_poll_outcome="failed",
+        last_poll_error="Timed out.",
+    )
+
+    output = run("list")
+
+    assert "alice\tactive\tnever polled" in output
+    assert "bob\tpaused\tFailed (Timed out.)" in output

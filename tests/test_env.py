@@ -1,0 +1,97 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from dashboard.env import env_bool, env_http_url, env_int, env_list
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("yes", True), ("off", False), ("", False)]
+)
+def test_env_bool_accepts_common_spellings(monkeypatch, raw, expected):
+    monkeypatch.setenv("FLAG", raw)
+
+    assert env_bool("FLAG") is expected
+
+
+def test_env_bool_rejects_other_values(monkeypatch):
+    monkeypatch.setenv("FLAG", "maybe")
+
+    with pytest.raises(ImproperlyConfigured, match="FLAG='maybe' is not a boolean"):
+        env_bool("FLAG")
+
+
+def test_env_int_default_and_bounds(monkeypatch):
+    assert env_int("MISSING_NUMBER", 300) == 300
+    monkeypatch.setenv("INTERVAL", "59")
+
+    with pytest.raises(ImproperlyConfigured, match="below the minimum of 60"):
+        env_int("INTERVAL", 300, minimum=60)
+
+
+def test_env_int_rejects_text(monkeypatch):
+    monkeypatch.setenv("INTERVAL", "5m")
+
+    with pytest.raises(ImproperlyConfigured, match="INTERVAL='5m' is not a whole"):
+        env_int("INTERVAL", 300)
+
+
+def test_env_list_splits_and_trims(monkeypatch):
+    monkeypatch.setenv("HOSTS", " a.example , ,b.example")
+
+    assert env_list("HOSTS") == ["a.example", "b.example"]
+
+
+def test_env_http_url_strips_slash_and_rejects_others(monkeypatch):
+    monkeypatch.setenv("API", "https://api.poh.org/")
+    assert env_http_url("API", "") == "https://api.poh.org"
+
+    monkeypatch.setenv("API", "ftp://api.poh.org")
+    with pytest.raises(ImproperlyConfigured, match="not an http or https URL"):
+        env_http_url("API", "")
+
+
+def load_settings(**env):
+    """Import the product's settings in a fresh interpreter with ``env``."""
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "ROUNDTABLE_", "DATABASE_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "import dashboard.settings"],
+        cwd=settings.BASE_DIR,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_secret_key():
+    result = load_settings(DJANGO_DEBUG="0")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is missing" in result.stderr
+
+
+def test_production_refuses_short_secret_key():
+    result = load_settings(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="short")
+
+    assert "shorter than 50 characters" in result.stderr
+
+
+def test_production_starts_with_real_secret_key():
+    result = load_settings(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 60)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_poll_interval_stops_start_up():
+    result = load_settings(DJANGO_DEBUG="1", ROUNDTABLE_POLL_INTERVAL="30")
+
+    assert "ROUNDTABLE_POLL_INTERVAL='30' is below the minimum of 60" in result.stderr

@@ -1,0 +1,157 @@
+import csv
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from roundtable_sync.export import neutralize
+from roundtable_sync.models import WatchedUser
+from roundtable_sync.store import store_sessions
+from tests import payloads
+from tests.test_store import NOW, parsed
+
+pytestmark = pytest.mark.django_db
+
+
+def export(*args):
+    stdout = io.StringIO()
+    call_command("export_sessions", *args, stdout=stdout, stderr=io.StringIO())
+    return list(csv.reader(io.StringIO(stdout.getvalue())))
+
+
+def test_header_lists_base_then_documented_checks():
+    store_sessions("u", parsed(payloads.session("s1")), NOW)
+
+    header = export()[0]
+
+    assert header[:8] == [
+        "user_id",
+        "session_id",
+        "session_time",
+        "session_time_source",
+        "risk_score",
+        "recommended_action",
+        "risk_explanation",
+        "tags",
+    ]
+    assert header[8:11] == [
+        "agent_behavior",
+        "programmatic_typing",
+        "teleporting_mouse",
+    ]
+    assert header[17:] == [
+        "bot",
+        "virtual_machine",
+        "software_renderer",
+        "vpn",
+        "tor",
+        "location_spoofing",
+    ]
+
+
+def test_row_holds_session_values():
+    store_sessions("u", parsed(payloads.session("s1")), NOW)
+
+    header, row = export()
+    values = dict(zip(header, row, strict=True))
+
+    assert values["user_id"] == "u"
+    assert values["session_time"] == "2025-03-27T06:10:50Z"
+    assert values["session_time_source"] == "user_logs"
+    assert values["risk_score"] == "75"
+    assert values["tags"] == "intake-survey;checkout-flow"
+    assert values["vpn"] == "Detected"
+
+
+def test_unknown_checks_follow_alphabetically_and_missing_are_empty():
+    old = payloads.session(
+        "old", biometric_checks={"agent_behavior": "Unknown"}, device_checks={}
+    )
+    new = payloads.session(
+        "new",
+        biometric_checks={"zeta_check": "Detected", "alpha_check": "Weird"},
+        device_checks={},
+    )
+    store_sessions("u", parsed(old, new), NOW)
+
+    rows = export()
+    header = rows[0]
+
+    assert header[8:] == ["agent_behavior", "alpha_check", "zeta_check"]
+    by_id = {row[1]: dict(zip(header, row, strict=True)) for row in rows[1:]}
+    assert by_id["new"]["agent_behavior"] == ""
+    assert by_id["new"]["alpha_check"] == "Weird"
+
+
+def test_colliding_check_names_get_group_prefix():
+    store_sessions(
+        "u",
+        parsed(
+            payloads.session(
+                "s1",
+                biometric_checks={"shared": "Detected"},
+                device_checks={"shared": "Not detected"},
+            )
+        ),
+        NOW,
+    )
+
+    header = export()[0]
+
+    assert header[8:] == ["biometric.shared", "device.shared"]
+
+
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
+def test_formula_prefixes_are_neutralized(prefix):
+    text = f'{prefix}HYPERLINK("http://x")'
+    store_sessions(
+        "u",
+        parsed(payloads.session("s1", risk_explanation=text, tags=[text])),
+        NOW,
+    )
+
+    header, row = export()
+    values = dict(zip(header, row, strict=True))
+
+    assert values["risk_explanation"] == "'" + text
+    assert values["tags"].startswith("'")
+
+
+def test_neutralize_leaves_plain_text():
+    assert neutralize("Detected") == "Detected"
+    assert neutralize(None) == ""
+    assert neutralize(75) == "75"
+
+
+def test_user_filter_and_output_file(tmp_path):
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+    store_sessions("bob", parsed(payloads.session("s2")), NOW)
+    target = tmp_path / "out.csv"
+
+    call_command(
+        "export_sessions",
+        "--user",
+        "alice",
+        "--output",
+        str(target),
+        stderr=io.StringIO(),
+    )
+
+    rows = list(csv.reader(target.open(newline="")))
+    assert [row[1] for row in rows[1:]] == ["s1"]
+
+
+def test_unknown_user_is_an_error():
+    with pytest.raises(CommandError) as raised:
+        export("--user", "nobody")
+
+    assert raised.value.returncode == 2
+    assert "nobody" in str(raised.value)
+
+
+def test_watched_user_without_sessions_exports_header_only():
+    WatchedUser.objects.create(user_id="fresh")
+
+    rows = export("--user", "fresh")
+
+    assert len(rows) == 1
