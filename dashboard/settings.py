@@ -181,6 +181,19 @@ ROUNDTABLE_POLL_INTERVAL = env_int("ROUNDTABLE_POLL_INTERVAL", 300, minimum=60)
 ROUNDTABLE_EVENTS_PER_MINUTE = env_int(
     "ROUNDTABLE_EVENTS_PER_MINUTE", 30, minimum=0, maximum=6000
 )
+# Score bands: allow below the review threshold, review from it, block from
+# the block threshold (Roundtable's best-practice defaults are 50 and 70).
+ROUNDTABLE_REVIEW_THRESHOLD = env_int(
+    "ROUNDTABLE_REVIEW_THRESHOLD", 50, minimum=1, maximum=100
+)
+ROUNDTABLE_BLOCK_THRESHOLD = env_int(
+    "ROUNDTABLE_BLOCK_THRESHOLD", 70, minimum=1, maximum=100
+)
+if ROUNDTABLE_REVIEW_THRESHOLD >= ROUNDTABLE_BLOCK_THRESHOLD:
+    raise ImproperlyConfigured(
+        f"ROUNDTABLE_REVIEW_THRESHOLD ({ROUNDTABLE_REVIEW_THRESHOLD}) must be "
+        f"below ROUNDTABLE_BLOCK_THRESHOLD ({ROUNDTABLE_BLOCK_THRESHOLD})."
+    )
 # Set by the run command when it starts the sandbox, so pages can say that
 # they show sandbox data.
 ROUNDTABLE_SANDBOX = env_bool("ROUNDTABLE_SANDBOX", False)

@@ -32,8 +32,8 @@ def neutralize(value):
 def check_columns(sessions):
     """Return [(group, name, header)] for checks present in ``sessions``.
 
-    A header is the bare check name unless the same name occurs in both
-    groups, in which case both get their group as a prefix.
+    A header is the bare check name unless the name occurs in both groups
+    or equals a base column, in which case it gets its group as a prefix.
     """
     present = set(
         SessionCheck.objects.filter(session__in=sessions.values("pk"))
@@ -43,9 +43,13 @@ def check_columns(sessions):
     keys = ordered_check_keys(present)
     names = [name for _, name in keys]
     return [
-        (group, name, f"{group}.{name}" if names.count(name) > 1 else name)
+        (group, name, f"{group}.{name}" if _collides(name, names) else name)
         for group, name in keys
     ]
+
+
+def _collides(name, names):
+    return names.count(name) > 1 or name in BASE_COLUMNS
 
 
 def write_sessions_csv(sessions, output):

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from roundtable_sync.models import (
@@ -72,29 +73,28 @@ class WatchlistChange:
 
 
 def add_users(user_ids, added_by=None, note=""):
-    """Add cleaned user IDs, skipping those already watched. Due at once."""
+    """Add cleaned user IDs, skipping those already watched. Due at once.
+
+    get_or_create tolerates the same ID being added from the UI and the
+    command line at the same moment: one of them reports it as skipped.
+    """
     now = timezone.now()
     change = WatchlistChange()
-    with transaction.atomic():
-        existing = set(
-            WatchedUser.objects.filter(user_id__in=user_ids).values_list(
-                "user_id", flat=True
-            )
+    for user_id in user_ids:
+        _, created = WatchedUser.objects.get_or_create(
+            user_id=user_id,
+            defaults={
+                "note": note,
+                "added_by": added_by,
+                "added_at": now,
+                "next_poll_at": now,
+            },
         )
-        for user_id in user_ids:
-            if user_id in existing:
-                change.skipped.append(user_id)
-                continue
-            WatchedUser.objects.create(
-                user_id=user_id,
-                note=note,
-                added_by=added_by,
-                added_at=now,
-                next_poll_at=now,
-            )
+        if created:
             change.changed.append(user_id)
-    for user_id in change.changed:
-        logger.info("%s: added to the watchlist by %s", user_id, _actor(added_by))
+            logger.info("%s: added to the watchlist by %s", user_id, _actor(added_by))
+        else:
+            change.skipped.append(user_id)
     return change
 
 
@@ -123,15 +123,29 @@ def remove_users(user_ids, purge=False, removed_by=None):
 
 def set_active(watched_user, active, changed_by=None):
     """Pause or resume polling of one user; resuming makes it due at once."""
-    update = {"is_active": active}
+    WatchedUser.objects.filter(pk=watched_user.pk).update(is_active=active)
     if active:
-        update["next_poll_at"] = timezone.now()
-    WatchedUser.objects.filter(pk=watched_user.pk).update(**update)
+        make_due(watched_user, timezone.now())
     logger.info(
         "%s: %s by %s",
         watched_user.user_id,
         "resumed" if active else "paused",
         _actor(changed_by),
+    )
+
+
+def make_due(watched_user, now):
+    """Make an active user due now unless a poll of it is queued or running.
+
+    A claim_token marks a queued or running poll until its lease, held in
+    next_poll_at, runs out. Moving next_poll_at during the lease would let a
+    second poll of the same user start beside the first. Returns whether the
+    user is now due.
+    """
+    return bool(
+        WatchedUser.objects.filter(pk=watched_user.pk, is_active=True)
+        .filter(Q(claim_token__isnull=True) | Q(next_poll_at__lte=now))
+        .update(next_poll_at=now)
     )
 
 

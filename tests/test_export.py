@@ -155,3 +155,16 @@ def test_watched_user_without_sessions_exports_header_only():
     rows = export("--user", "fresh")
 
     assert len(rows) == 1
+
+
+def test_check_named_like_base_column_gets_prefix():
+    store_sessions(
+        "u",
+        parsed(payloads.session("s1", biometric_checks={"tags": "Detected"})),
+        NOW,
+    )
+
+    header = export()[0]
+
+    assert header.count("tags") == 1
+    assert "biometric.tags" in header

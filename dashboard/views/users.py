@@ -5,7 +5,6 @@ from datetime import UTC
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -13,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from roundtable_sync.account import active_pause
 from roundtable_sync.models import CoverageGap, PollRecord, Session, WatchedUser
 from roundtable_sync.tasks import queue_immediate_poll
+from roundtable_sync.watchlist import make_due
 
 SESSIONS_PER_PAGE = 50
 
@@ -65,24 +65,10 @@ def user_poll_now(request, pk):
             f"{pause.paused_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, "
             "so no poll was queued.",
         )
-    elif _make_due(watched, now) and queue_immediate_poll(watched):
+    elif make_due(watched, now) and queue_immediate_poll(watched):
         messages.success(request, f"Poll of {watched.user_id} queued.")
     else:
         messages.info(
             request, f"A poll of {watched.user_id} is already queued or running."
         )
     return redirect("user_detail", pk=watched.pk)
-
-
-def _make_due(watched, now):
-    """Make an active user due now unless a poll of it is queued or running.
-
-    A claim_token marks a queued or running poll until its lease, held in
-    next_poll_at, runs out. Moving next_poll_at during the lease would let a
-    second poll of the same user start beside the first.
-    """
-    return bool(
-        WatchedUser.objects.filter(pk=watched.pk, is_active=True)
-        .filter(Q(claim_token__isnull=True) | Q(next_poll_at__lte=now))
-        .update(next_poll_at=now)
-    )
