@@ -5,6 +5,8 @@ value and the accepted form, so a typo stops start-up instead of running
 with a silently different setting.
 """
 
+import logging
+import math
 import os
 from urllib.parse import urlsplit
 
@@ -54,6 +56,8 @@ def _env_number(name, default, kind, description, minimum, maximum):
         number = kind(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not {description}.") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number.")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(
             f"{name}={value!r} is below the minimum of {minimum}."
@@ -87,3 +91,14 @@ def env_http_url(name, default):
             f"{name}={value!r} has a query or fragment: give only the base URL."
         )
     return value.rstrip("/")
+
+
+def env_log_level(name, default="INFO"):
+    """Read a logging level name such as DEBUG, INFO or WARNING."""
+    value = env_str(name, default).upper()
+    if not isinstance(logging.getLevelName(value), int):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a logging level: use DEBUG, INFO, WARNING, "
+            "ERROR or CRITICAL."
+        )
+    return value

@@ -156,6 +156,12 @@ class RoundtableClient:
         """Close the pooled connections of the HTTP session."""
         self.session.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     def user_sessions(self, user_id):
         """Return the user's most recent sessions (up to 100) as a SessionList."""
         path = _build_path(

@@ -132,6 +132,11 @@ class Session(models.Model):
     )
     needs_events = models.BooleanField(default=False)
     events_fetched_at = models.DateTimeField(null=True)
+    # Failed fetches so far; a session that keeps failing goes to the back of
+    # the queue and is given up after MAX_EVENTS_ATTEMPTS.
+    events_attempts = models.PositiveSmallIntegerField(default=0)
+
+    MAX_EVENTS_ATTEMPTS = 5
 
     class Meta:
         indexes = [
@@ -141,7 +146,7 @@ class Session(models.Model):
             models.Index(fields=["-session_time"]),
             # The events task's scan for sessions still missing events.
             models.Index(
-                fields=["first_seen_at"],
+                fields=["events_attempts", "first_seen_at"],
                 condition=models.Q(needs_events=True),
                 name="session_needs_events_idx",
             ),

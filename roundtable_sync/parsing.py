@@ -70,6 +70,9 @@ class SessionList:
     owner: str | None
     sessions: list[Session]
     warnings: list[str]
+    # Items in the response's sessions array, malformed ones and repeats
+    # included: the API's page limit applies to this count.
+    item_count: int = 0
 
 
 @dataclass
@@ -137,7 +140,12 @@ def parse_session_list(payload, owner_key):
                 context,
                 count,
             )
-    return SessionList(owner=owner, sessions=list(sessions.values()), warnings=warnings)
+    return SessionList(
+        owner=owner,
+        sessions=list(sessions.values()),
+        warnings=warnings,
+        item_count=len(sessions_value),
+    )
 
 
 def parse_session(payload):

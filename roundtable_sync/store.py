@@ -146,10 +146,9 @@ def _session_time(session, old, now):
     earliest = session.earliest_log_time
     if earliest is not None:
         return earliest, SessionTimeSource.USER_LOGS
-    if old is not None and old.session_time_source == SessionTimeSource.EVENTS:
-        return old.session_time, SessionTimeSource.EVENTS
     if old is not None:
-        return old.session_time, SessionTimeSource.FIRST_SEEN
+        # A later payload without user_logs keeps the time and its source.
+        return old.session_time, old.session_time_source
     return now, SessionTimeSource.FIRST_SEEN
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models as db_models
+from django.db import transaction
 from django.utils import timezone
 
 from roundtable_sync import account
@@ -31,6 +32,8 @@ class PollResult:
     changed: int = 0
     coverage_gap: bool = False
     retry_at: object = None
+    # True when a rejected key or a long rate limit paused the whole account.
+    account_wide: bool = False
 
     def summary(self):
         """Return one line for logs and the sync_sessions command."""
@@ -65,18 +68,30 @@ def sync_user(watched_user, client, now=timezone.now):
         result = _store(watched_user, listing, started_at)
         account.clear_pause()
     except KeyRejectedError as error:
-        until = account.pause_for_rejected_key(error, started_at)
-        result = _deferred(watched_user, error, until)
+        account.pause_for_rejected_key(error, started_at)
+        result = _account_wide(watched_user, error)
     except RateLimitedError as error:
-        until = account.pause_for_rate_limit(error, started_at)
-        result = _deferred(watched_user, error, until)
+        if error.deferred:
+            account.pause_for_rate_limit(error, started_at)
+            result = _account_wide(watched_user, error)
+        else:
+            result = _failed(watched_user, error)
     except RetryLaterError as error:
+        _clear_pause_if_answered(error)
         if error.deferred:
             result = _deferred(watched_user, error, error.retry_at)
         else:
             result = _failed(watched_user, error)
     except RoundtableError as error:
+        _clear_pause_if_answered(error)
         result = _failed(watched_user, error)
+    except _UserRemoved:
+        logger.info("%s: removed from the watchlist during its poll", watched_user)
+        return PollResult(
+            watched_user.user_id,
+            PollOutcome.FAILED,
+            error="Removed from the watchlist during the poll; nothing was stored.",
+        )
     except Exception as error:
         logger.exception("%s: unexpected error while syncing", watched_user.user_id)
         result = PollResult(
@@ -89,13 +104,34 @@ def sync_user(watched_user, client, now=timezone.now):
     return result
 
 
+class _UserRemoved(Exception):
+    pass
+
+
+def _clear_pause_if_answered(error):
+    # Any HTTP answer other than 401, 403 or 429 shows that the key works and
+    # the account is not rate limited, so an ended pause's probe is over.
+    if error.status is not None:
+        account.clear_pause()
+
+
 def _store(watched_user, listing, now):
     previous_sync_at = watched_user.last_synced_at
-    stored = store_sessions(watched_user.user_id, listing.sessions, now)
+    with transaction.atomic():
+        # Locks the row on PostgreSQL (SQLite's write lock covers it), so a
+        # purge that removes the user waits for this store, then deletes
+        # what it wrote, instead of racing it.
+        still_watched = (
+            WatchedUser.objects.select_for_update().filter(pk=watched_user.pk).exists()
+        )
+        if not still_watched:
+            raise _UserRemoved
+        stored = store_sessions(watched_user.user_id, listing.sessions, now)
     gap = (
         previous_sync_at is not None
-        and stored.received >= API_PAGE_LIMIT
-        and stored.new == stored.received
+        and listing.item_count >= API_PAGE_LIMIT
+        and stored.changed == 0
+        and stored.unchanged == 0
     )
     if gap:
         CoverageGap.objects.create(
@@ -121,6 +157,20 @@ def _store(watched_user, listing, now):
     )
 
 
+def _account_wide(watched_user, error):
+    """Return the result of a poll stopped by an account-wide pause.
+
+    The user stays due: the pause, not the user's own schedule, holds the
+    next poll back, so a fixed key or an ended wait resumes it at once.
+    """
+    return PollResult(
+        watched_user.user_id,
+        PollOutcome.DEFERRED,
+        error=str(error),
+        account_wide=True,
+    )
+
+
 def _deferred(watched_user, error, retry_at):
     logger.warning(
         "%s: deferred until %s: %s", watched_user.user_id, retry_at.isoformat(), error
@@ -136,7 +186,10 @@ def _failed(watched_user, error):
 
 
 def _record(watched_user, result, started_at, finished_at):
-    next_poll_at = result.retry_at or finished_at + poll_interval()
+    if result.account_wide:
+        next_poll_at = finished_at
+    else:
+        next_poll_at = result.retry_at or finished_at + poll_interval()
     update = {
         "last_polled_at": finished_at,
         "last_poll_outcome": result.outcome,
@@ -148,18 +201,20 @@ def _record(watched_user, result, started_at, finished_at):
         update["last_synced_at"] = finished_at
     if result.coverage_gap:
         update["coverage_gap_at"] = finished_at
-    WatchedUser.objects.filter(pk=watched_user.pk).update(**update)
-    PollRecord.objects.create(
-        watched_user_id=watched_user.pk,
-        started_at=started_at,
-        finished_at=finished_at,
-        outcome=result.outcome,
-        error=result.error,
-        sessions_received=result.received,
-        sessions_new=result.new,
-        sessions_changed=result.changed,
-    )
-    _prune_poll_records(watched_user.pk)
+    with transaction.atomic():
+        if not WatchedUser.objects.filter(pk=watched_user.pk).update(**update):
+            return  # Removed from the watchlist meanwhile: nothing to record on.
+        PollRecord.objects.create(
+            watched_user_id=watched_user.pk,
+            started_at=started_at,
+            finished_at=finished_at,
+            outcome=result.outcome,
+            error=result.error,
+            sessions_received=result.received,
+            sessions_new=result.new,
+            sessions_changed=result.changed,
+        )
+        _prune_poll_records(watched_user.pk)
     account.record_heartbeat(finished_at)
 
 

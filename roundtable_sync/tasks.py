@@ -20,7 +20,6 @@ from roundtable_sync.errors import (
     KeyRejectedError,
     NotFoundError,
     RateLimitedError,
-    RetryLaterError,
     RoundtableError,
 )
 from roundtable_sync.models import AccountState, Session, WatchedUser
@@ -36,6 +35,9 @@ def dispatch_polls():
     """Queue one poll per due user, then one events task. Runs every minute."""
     now = timezone.now()
     account.record_heartbeat(now)
+    if not settings.ROUNDTABLE_API_KEY:
+        logger.error("ROUNDTABLE_API_KEY is not set: no user was polled")
+        return 0
     pause = account.active_pause(now)
     if pause is not None:
         logger.info(
@@ -60,7 +62,7 @@ def dispatch_polls():
 def queue_immediate_poll(watched_user):
     """Claim and queue a poll of one user now, e.g. right after it was added."""
     now = timezone.now()
-    if account.active_pause(now) is not None:
+    if not settings.ROUNDTABLE_API_KEY or account.active_pause(now) is not None:
         return False
     token, claimed = claim_due_users(now, user_pks=[watched_user.pk])
     for pk in claimed:
@@ -78,10 +80,25 @@ def poll_user(watched_user_pk, claim_token):
             "Poll of watched user %s skipped: claim no longer held", watched_user_pk
         )
         return None
+
+    # Another poll may have paused the account after this one was queued.
+    if account.active_pause(timezone.now()) is not None:
+        _release_claim(user)
+        logger.info("%s: poll skipped: polling is paused account-wide", user.user_id)
+        return None
+
     logger.info("%s: poll started", user.user_id)
-    result = sync_user(user, RoundtableClient.from_settings())
+    with RoundtableClient.from_settings() as client:
+        result = sync_user(user, client)
     logger.info("%s", result.summary())
     return result.outcome
+
+
+def _release_claim(user):
+    """Drop a claim without polling, leaving the user due for the next pass."""
+    WatchedUser.objects.filter(pk=user.pk, claim_token=user.claim_token).update(
+        claim_token=None, next_poll_at=timezone.now()
+    )
 
 
 def _sessions_need_events():
@@ -99,19 +116,28 @@ def fetch_events(budget=None, monotonic=time.monotonic):
     now = timezone.now()
     if not _take_events_lease(now) or account.active_pause(now) is not None:
         return 0
-    client = RoundtableClient.from_settings()
     stop_at = monotonic() + settings.ROUNDTABLE_REQUEST_DEADLINE
     fetched = 0
     try:
-        pending = Session.objects.filter(needs_events=True).order_by("first_seen_at")
-        for session in pending[:budget]:
-            if monotonic() >= stop_at or not _fetch_one(client, session):
-                break
-            fetched += 1
+        pending = Session.objects.filter(needs_events=True).order_by(
+            "events_attempts", "first_seen_at"
+        )
+        with RoundtableClient.from_settings() as client:
+            for session in pending[:budget]:
+                if monotonic() >= stop_at:
+                    break
+                outcome = _fetch_one(client, session)
+                if outcome is _STOP:
+                    break
+                fetched += outcome
     finally:
         AccountState.objects.filter(pk=1).update(events_lease_until=None)
     logger.info("Fetched events for %d session(s)", fetched)
     return fetched
+
+
+# _fetch_one's result when an account-wide failure ends the whole batch.
+_STOP = object()
 
 
 def _take_events_lease(now):
@@ -125,41 +151,60 @@ def _take_events_lease(now):
 
 
 def _fetch_one(client, session):
-    """Fetch and store one session's events; False stops the whole batch."""
+    """Fetch and store one session's events.
+
+    Returns 1 when events were stored, 0 when this session failed, or _STOP
+    when the key was rejected or the account is rate limited.
+    """
     now = timezone.now()
     try:
         events = client.session_events(session.session_id)
     except KeyRejectedError as error:
         account.pause_for_rejected_key(error, now)
-        return False
+        return _STOP
     except RateLimitedError as error:
-        account.pause_for_rate_limit(error, now)
-        return False
-    except RetryLaterError as error:
-        logger.warning(
-            "%s: events fetch failed, will retry: %s", session.user_id, error
-        )
-        return False
+        if error.deferred:
+            account.pause_for_rate_limit(error, now)
+        logger.warning("%s: events fetch rate limited: %s", session.user_id, error)
+        return _STOP
     except NotFoundError:
         logger.warning(
-            "%s: events of session %s not found; keeping the first-seen time",
+            "%s: events of session %s not found; keeping its current time",
             session.user_id,
             session.session_id,
         )
-        Session.objects.filter(pk=session.pk).update(
-            needs_events=False, events_fetched_at=now
-        )
-        return True
+        _give_up_events(session, now)
+        return 0
     except RoundtableError as error:
+        _count_failed_attempt(session, now, error)
+        return 0
+    replace_fetched_events(session, events, now)
+    return 1
+
+
+def _count_failed_attempt(session, now, error):
+    attempts = session.events_attempts + 1
+    if attempts >= Session.MAX_EVENTS_ATTEMPTS:
         logger.warning(
-            "%s: events of session %s unusable, not retried: %s",
+            "%s: events of session %s failed %d times, giving up: %s",
             session.user_id,
             session.session_id,
+            attempts,
             error,
         )
-        Session.objects.filter(pk=session.pk).update(
-            needs_events=False, events_fetched_at=now
-        )
-        return True
-    replace_fetched_events(session, events, now)
-    return True
+        _give_up_events(session, now)
+        return
+    logger.warning(
+        "%s: events of session %s failed (attempt %d), will retry: %s",
+        session.user_id,
+        session.session_id,
+        attempts,
+        error,
+    )
+    Session.objects.filter(pk=session.pk).update(events_attempts=attempts)
+
+
+def _give_up_events(session, now):
+    Session.objects.filter(pk=session.pk).update(
+        needs_events=False, events_fetched_at=now
+    )

@@ -1,6 +1,7 @@
 """Adding, pausing and removing watched users: shared by the UI and commands."""
 
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -40,9 +41,10 @@ def clean_user_id(value):
             f"User ID {cleaned[:40]!r}… is {len(cleaned)} characters long; the "
             f"maximum is {MAX_USER_ID_LENGTH}."
         )
-    if "\x00" in cleaned:
+    if any(unicodedata.category(char) == "Cc" for char in cleaned):
         raise InvalidUserIdError(
-            f"User ID {cleaned!r} contains a NUL character, which cannot be stored."
+            f"User ID {cleaned!r} contains a control character (such as a tab, "
+            "newline or NUL): remove it."
         )
     return cleaned
 

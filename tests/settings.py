@@ -17,6 +17,10 @@ from dashboard.settings import *  # noqa: E402,F403
 _test_url = os.environ.get("TEST_DATABASE_URL")
 if _test_url:
     DATABASES = {"default": dj_database_url.parse(_test_url)}  # noqa: F405
+    # One test database per run, so two runs on one server never collide.
+    DATABASES["default"]["TEST"] = {
+        "NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+    }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = (  # noqa: F405

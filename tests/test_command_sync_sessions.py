@@ -1,4 +1,6 @@
 import io
+import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -85,3 +87,28 @@ def test_deferred_users_exit_zero_and_are_listed(api):
 
     assert "Deferred by the API: alice@example.com, bot-farm-7" in output
     assert len([r for r in api.requests if "/sessions" in r.path]) == 1
+
+
+def test_rejected_key_exits_one(api):
+    WatchedUser.objects.create(user_id="alice@example.com")
+    WatchedUser.objects.create(user_id="bot-farm-7")
+    api.faults.add("key_revoked")
+
+    with pytest.raises(CommandError) as raised:
+        sync()
+
+    assert raised.value.returncode == 1
+    assert len(api.requests) == 1
+
+
+def test_user_with_running_poll_is_skipped(api):
+    WatchedUser.objects.create(
+        user_id="alice@example.com",
+        claim_token=uuid.uuid4(),
+        next_poll_at=timezone.now() + timedelta(minutes=3),
+    )
+
+    output = sync()
+
+    assert "already queued or running" in output
+    assert api.requests == []

@@ -1,10 +1,12 @@
 import io
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from roundtable_sync.models import Session, WatchedUser
+from roundtable_sync.models import AccountState, PauseReason, Session, WatchedUser
 from roundtable_sync.store import store_sessions
 from tests import payloads
 from tests.test_store import NOW, parsed
@@ -98,3 +100,28 @@ def test_list_prints_state_and_outcome():
 
     assert "alice\tactive\tnever polled" in output
     assert "bob\tpaused\tFailed (Timed out.)" in output
+
+
+@pytest.mark.parametrize("user_id", ["tab\there", "bell\x07", "nul\x00"])
+def test_control_characters_are_rejected(queued_polls, user_id):
+    with pytest.raises(CommandError) as raised:
+        run("add", user_id)
+
+    assert "control character" in str(raised.value)
+    assert not WatchedUser.objects.exists()
+
+
+def test_list_reports_account_pause():
+    WatchedUser.objects.create(user_id="alice")
+    AccountState.objects.create(
+        pk=1,
+        paused_until=timezone.now() + timedelta(minutes=5),
+        pause_reason=PauseReason.RATE_LIMITED,
+        pause_error="Rate limited.",
+    )
+    stderr = io.StringIO()
+
+    call_command("watchlist", "list", stdout=io.StringIO(), stderr=stderr)
+
+    assert "Polling is paused account-wide until" in stderr.getvalue()
+    assert "Rate limited." in stderr.getvalue()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from roundtable_sync.dispatch import claim_due_users
+from roundtable_sync.dispatch import claim, claim_due_users, due_candidates
 from roundtable_sync.models import WatchedUser
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -56,28 +56,29 @@ def test_expired_lease_is_claimed_again(due_user):
     assert claimed == [due_user.pk]
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_share_a_user():
-    assert connection.vendor == "postgresql"
     WatchedUser.objects.bulk_create(
         WatchedUser(user_id=f"user-{i}", next_poll_at=NOW) for i in range(200)
     )
     results = []
-    barrier = threading.Barrier(4)
+    read_done = threading.Barrier(4)
 
-    def claim():
-        barrier.wait()
+    def dispatcher():
+        # Every dispatcher reads the same candidates before any claims them,
+        # the interleaving that a claim without a re-check would get wrong.
         try:
-            results.append(claim_due_users(NOW)[1])
+            candidates = due_candidates(NOW)
+            read_done.wait(timeout=30)
+            results.append(claim(candidates, NOW)[1])
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=claim) for _ in range(4)]
+    threads = [threading.Thread(target=dispatcher) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=60)
 
     claimed = [pk for batch in results for pk in batch]
     assert len(results) == 4

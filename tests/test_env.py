@@ -6,7 +6,14 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_http_url, env_int, env_list
+from dashboard.env import (
+    env_bool,
+    env_float,
+    env_http_url,
+    env_int,
+    env_list,
+    env_log_level,
+)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +102,45 @@ def test_bad_poll_interval_stops_start_up():
     result = load_settings(DJANGO_DEBUG="1", ROUNDTABLE_POLL_INTERVAL="30")
 
     assert "ROUNDTABLE_POLL_INTERVAL='30' is below the minimum of 60" in result.stderr
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_env_float_rejects_non_finite(monkeypatch, raw):
+    monkeypatch.setenv("DEADLINE", raw)
+
+    with pytest.raises(ImproperlyConfigured, match="is not a finite number"):
+        env_float("DEADLINE", 60.0, minimum=1.0)
+
+
+def test_env_log_level_names_bad_value(monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+
+    with pytest.raises(ImproperlyConfigured, match="LOG_LEVEL='VERBOSE' is not a"):
+        env_log_level("LOG_LEVEL")
+
+
+def test_env_log_level_accepts_lower_case(monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+
+    assert env_log_level("LOG_LEVEL") == "DEBUG"
+
+
+def test_manage_py_prints_configuration_error_without_traceback():
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "ROUNDTABLE_", "DATABASE_"))
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env={**clean, "DJANGO_DEBUG": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: DJANGO_SECRET_KEY")
+    assert "Traceback" not in result.stderr

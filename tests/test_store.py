@@ -178,3 +178,15 @@ def test_events_time_survives_a_later_change():
     stored = Session.objects.get(pk="s1")
     assert stored.session_time_source == SessionTimeSource.EVENTS
     assert stored.needs_events is True
+
+
+def test_logged_time_keeps_source_when_logs_disappear():
+    store_sessions("u", parsed(payloads.session("s1")), NOW)
+
+    store_sessions(
+        "u", parsed(payloads.session("s1", user_logs=payloads.DROP, risk_score=90)), NOW
+    )
+
+    stored = Session.objects.get(pk="s1")
+    assert stored.session_time == datetime(2025, 3, 27, 6, 10, 50, tzinfo=UTC)
+    assert stored.session_time_source == SessionTimeSource.USER_LOGS

@@ -14,7 +14,9 @@ from roundtable_sync.models import (
     Session,
     WatchedUser,
 )
+from roundtable_sync.parsing import parse_session_list
 from roundtable_sync.sync import sync_user
+from tests import payloads
 
 pytestmark = pytest.mark.django_db
 
@@ -210,3 +212,63 @@ def test_successful_poll_clears_an_ended_pause(watched, client, clock):
     sync_user(watched, client, now=clock)
 
     assert AccountState.load().pause_reason == ""
+
+
+def test_removed_user_gets_nothing_stored(watched, client, clock):
+    WatchedUser.objects.filter(pk=watched.pk).delete()
+
+    result = sync_user(watched, client, now=clock)
+
+    assert result.outcome == PollOutcome.FAILED
+    assert "Removed from the watchlist" in result.error
+    assert not Session.objects.exists()
+    assert not PollRecord.objects.exists()
+
+
+def test_per_user_answer_ends_probe_mode(watched, client, clock, sandbox):
+    AccountState.objects.create(
+        pk=1,
+        paused_until=START - timedelta(seconds=1),
+        pause_reason=PauseReason.KEY_REJECTED,
+    )
+    sandbox.faults.add("not_found", user_id=watched.user_id)
+
+    result = sync_user(watched, client, now=clock)
+
+    assert result.outcome == PollOutcome.FAILED
+    assert AccountState.load().pause_reason == ""
+
+
+def test_rate_limit_without_wait_fails_one_user(watched, client, clock, sandbox):
+    sandbox.faults.add("rate_limit")
+
+    result = sync_user(watched, client, now=clock)
+
+    assert result.outcome == PollOutcome.FAILED
+    assert result.account_wide is False
+    assert AccountState.load().paused_until is None
+
+
+class ListingClient:
+    """A client stand-in returning one fixed payload, for response shapes the
+    sandbox does not produce on demand (a malformed item inside a full page).
+    """
+
+    def __init__(self, payload):
+        self.payload = payload
+
+    def user_sessions(self, user_id):
+        return parse_session_list(self.payload, "user_id")
+
+
+def test_coverage_gap_counts_malformed_items(watched, clock):
+    WatchedUser.objects.filter(pk=watched.pk).update(last_synced_at=START)
+    watched.refresh_from_db()
+    items = [payloads.session(f"new-{i}") for i in range(99)] + [{"bad": True}]
+
+    result = sync_user(
+        watched, ListingClient(payloads.user_sessions("u", items)), now=clock
+    )
+
+    assert result.received == 99
+    assert result.coverage_gap is True

@@ -135,3 +135,86 @@ def test_add_queues_an_immediate_poll(api):
     watched = WatchedUser.objects.get(user_id="alice@example.com")
     assert watched.last_poll_outcome == PollOutcome.SYNCED
     assert Session.objects.filter(user_id="alice@example.com").exists()
+
+
+def test_rejected_key_stops_the_remaining_polls(api):
+    now = timezone.now()
+    for user_id in ("alice@example.com", "bot-farm-7", "reseller-42"):
+        WatchedUser.objects.create(user_id=user_id, next_poll_at=now)
+    api.faults.add("key_revoked")
+
+    tasks.dispatch_polls()
+
+    assert len(api.requests) == 1
+    state = AccountState.load()
+    assert state.pause_reason == PauseReason.KEY_REJECTED
+    untouched = WatchedUser.objects.filter(last_poll_outcome="")
+    assert untouched.count() == 2
+    for watched in WatchedUser.objects.all():
+        assert watched.claim_token is None
+        assert watched.next_poll_at <= timezone.now()
+
+
+def test_new_key_resumes_polling_at_once(api):
+    now = timezone.now()
+    for user_id in ("alice@example.com", "bot-farm-7"):
+        WatchedUser.objects.create(user_id=user_id, next_poll_at=now)
+    api.faults.add("key_revoked")
+    tasks.dispatch_polls()
+    api.faults.clear()
+    api.key = "rotated-key"
+
+    with override_settings(ROUNDTABLE_API_KEY="rotated-key"):
+        queued = tasks.dispatch_polls()
+
+    assert queued == 2
+    assert WatchedUser.objects.filter(last_poll_outcome=PollOutcome.SYNCED).count() == 2
+
+
+def test_dispatch_without_key_polls_nobody(api):
+    WatchedUser.objects.create(user_id="alice@example.com", next_poll_at=timezone.now())
+
+    with override_settings(ROUNDTABLE_API_KEY=""):
+        assert tasks.dispatch_polls() == 0
+
+    assert api.requests == []
+
+
+def test_failing_session_does_not_block_events_queue(api):
+    now = timezone.now()
+    stuck = WatchedUser.objects.create(user_id="bot-farm-7", next_poll_at=now)
+    tasks.queue_immediate_poll(stuck)
+    Session.objects.filter(user_id="bot-farm-7").update(
+        first_seen_at=now - timedelta(days=1)
+    )
+    other = WatchedUser.objects.create(user_id="reseller-42", next_poll_at=now)
+    tasks.queue_immediate_poll(other)
+    api.faults.add("server_error", user_id="bot-farm-7", status=500)
+    stuck_pending = Session.objects.filter(user_id="bot-farm-7", needs_events=True)
+    stuck_count = stuck_pending.count()
+
+    tasks.fetch_events(budget=stuck_count + 2)
+
+    assert Session.objects.filter(
+        user_id="reseller-42", session_time_source=SessionTimeSource.EVENTS
+    ).exists()
+    assert set(stuck_pending.values_list("events_attempts", flat=True)) == {1}
+
+
+def test_events_given_up_after_max_attempts(api):
+    watched = WatchedUser.objects.create(
+        user_id="bot-farm-7", next_poll_at=timezone.now()
+    )
+    tasks.queue_immediate_poll(watched)
+    session = Session.objects.filter(needs_events=True).first()
+    Session.objects.filter(pk=session.pk).update(
+        events_attempts=Session.MAX_EVENTS_ATTEMPTS - 1
+    )
+    Session.objects.exclude(pk=session.pk).update(needs_events=False)
+    api.faults.add("server_error", user_id="bot-farm-7", status=500)
+
+    tasks.fetch_events(budget=1)
+
+    session.refresh_from_db()
+    assert session.needs_events is False
+    assert session.session_time_source == SessionTimeSource.FIRST_SEEN

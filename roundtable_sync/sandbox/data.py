@@ -54,8 +54,9 @@ DEMO_PROFILES = {
     "alice@example.com": Profile("human", 1.5, -300, 0.6, 0.03),
     "josé.garcía@example.es": Profile("human", 0.8, 60, 0.5, 0.4),
     "carol+shop@example.net": Profile("mixed", 4.0, 0, 0.3, 0.3),
-    "reseller-42": Profile("mixed", 9.0, 480, 0.2, 0.5),
-    "bot-farm-7": Profile("bot", 24.0, 0, 0.05, 0.7),
+    "reseller-42": Profile("mixed", 24.0, 480, 0.2, 0.5),
+    # About one session every five minutes, so a demo sees new ones arrive.
+    "bot-farm-7": Profile("bot", 288.0, 0, 0.05, 0.7),
 }
 DEMO_USER_IDS = list(DEMO_PROFILES)
 
@@ -169,10 +170,16 @@ def _draw_second(rng, profile):
             return second
 
 
+# Starts every ID with a letter, because base64 may start with "-", which a
+# spreadsheet reads as a formula.
+_ID_PREFIX = "s"
+
+
 def encode_session_id(key):
     """Return the opaque session ID of a SessionKey (URL-safe base64)."""
     payload = struct.pack(">IH", key.day, key.index) + key.user_id.encode("utf-8")
-    return base64.urlsafe_b64encode(_id_check(payload) + payload).decode().rstrip("=")
+    encoded = base64.urlsafe_b64encode(_id_check(payload) + payload).decode()
+    return _ID_PREFIX + encoded.rstrip("=")
 
 
 def _id_check(payload):
@@ -184,9 +191,12 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 
 def decode_session_id(session_id):
     """Return the SessionKey a session ID encodes, or None if it is not one."""
-    if not _ID_PATTERN.fullmatch(session_id):
+    if not session_id.startswith(_ID_PREFIX):
         return None
-    raw = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
+    encoded = session_id.removeprefix(_ID_PREFIX)
+    if not _ID_PATTERN.fullmatch(encoded):
+        return None
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     check, payload = raw[:6], raw[6:]
     if len(payload) < 6 or check != _id_check(payload):
         return None

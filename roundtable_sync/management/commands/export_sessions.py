@@ -1,5 +1,8 @@
 """Export stored sessions as CSV."""
 
+import os
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from roundtable_sync.export import write_sessions_csv
@@ -28,7 +31,13 @@ class Command(BaseCommand):
                     returncode=2,
                 )
         if output is None:
-            count = write_sessions_csv(sessions, self.stdout)
+            try:
+                count = write_sessions_csv(sessions, self.stdout)
+            except BrokenPipeError:
+                # The reader (such as head) closed the pipe. Point stdout at
+                # /dev/null so the flush at exit does not raise again.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
         else:
             try:
                 with open(output, "w", newline="", encoding="utf-8") as stream:

@@ -1,11 +1,13 @@
 """Poll watched users once, synchronously: the cron-friendly worker."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from roundtable_sync import account
 from roundtable_sync.client import RoundtableClient
-from roundtable_sync.models import PollOutcome, WatchedUser
+from roundtable_sync.dispatch import claim_now
+from roundtable_sync.models import PauseReason, PollOutcome, WatchedUser
 from roundtable_sync.sync import sync_user
 from roundtable_sync.watchlist import InvalidUserIdError, clean_user_ids
 
@@ -14,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Poll every active watched user once, or only the named ones, and print "
         "one line per user. Exit status 0 when all synced or were deferred by "
-        "the API, 1 when any failed."
+        "the API, 1 when any failed or the API key was rejected, 2 for an "
+        "invalid or unwatched ID."
     )
 
     def add_arguments(self, parser):
@@ -22,23 +25,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, user_ids, **options):
         users = self._select(user_ids)
-        client = RoundtableClient.from_settings()
+        try:
+            client = RoundtableClient.from_settings()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error), returncode=1) from None
         failed, deferred = [], []
-        for watched in users:
-            pause = account.active_pause(timezone.now())
-            if pause is not None:
-                self.stdout.write(
-                    f"{watched.user_id}: deferred: polling is paused until "
-                    f"{pause.paused_until.isoformat()}: {pause.pause_error}"
-                )
-                deferred.append(watched.user_id)
-                continue
-            result = sync_user(watched, client)
-            self.stdout.write(result.summary())
-            if result.outcome == PollOutcome.FAILED:
-                failed.append(watched.user_id)
-            elif result.outcome == PollOutcome.DEFERRED:
-                deferred.append(watched.user_id)
+        with client:
+            for watched in users:
+                outcome = self._sync_one(watched, client)
+                if outcome == PollOutcome.FAILED:
+                    failed.append(watched.user_id)
+                elif outcome == PollOutcome.DEFERRED:
+                    deferred.append(watched.user_id)
         if deferred:
             self.stdout.write(f"Deferred by the API: {', '.join(deferred)}")
         if failed:
@@ -46,6 +44,28 @@ class Command(BaseCommand):
                 f"{len(failed)} of {len(users)} users failed: {', '.join(failed)}",
                 returncode=1,
             )
+
+    def _sync_one(self, watched, client):
+        now = timezone.now()
+        pause = account.active_pause(now)
+        if pause is not None:
+            self.stdout.write(
+                f"{watched.user_id}: not polled: polling is paused until "
+                f"{pause.paused_until.isoformat()}: {pause.pause_error}"
+            )
+            return PollOutcome.FAILED if _key_rejected() else PollOutcome.DEFERRED
+        _, claimed = claim_now([watched.pk], now)
+        if not claimed:
+            self.stdout.write(
+                f"{watched.user_id}: deferred: a poll of this user is already "
+                "queued or running"
+            )
+            return PollOutcome.DEFERRED
+        result = sync_user(watched, client)
+        self.stdout.write(result.summary())
+        if result.account_wide and _key_rejected():
+            return PollOutcome.FAILED
+        return result.outcome
 
     def _select(self, user_ids):
         if not user_ids:
@@ -63,3 +83,13 @@ class Command(BaseCommand):
                 returncode=2,
             )
         return [users[user_id] for user_id in cleaned]
+
+
+def _key_rejected():
+    """Return whether polling is paused for a rejected key.
+
+    A rejected key needs a person to fix it, so it counts as a failure; a
+    rate limit only needs time, so it counts as deferred.
+    """
+    pause = account.active_pause(timezone.now())
+    return pause is not None and pause.pause_reason == PauseReason.KEY_REJECTED

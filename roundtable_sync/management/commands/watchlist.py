@@ -1,8 +1,10 @@
 """Manage the watchlist from the command line: add, remove, list."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from roundtable_sync import watchlist
+from roundtable_sync.account import active_pause
 from roundtable_sync.models import WatchedUser
 
 
@@ -57,6 +59,12 @@ class Command(BaseCommand):
             self.stdout.write(f"Skipped {user_id}: not on the watchlist")
 
     def _list(self):
+        pause = active_pause(timezone.now())
+        if pause is not None:
+            self.stderr.write(
+                f"Polling is paused account-wide until "
+                f"{pause.paused_until.isoformat()}: {pause.pause_error}"
+            )
         for watched in WatchedUser.objects.all():
             state = "active" if watched.is_active else "paused"
             outcome = watched.get_last_poll_outcome_display() or "never polled"

@@ -1,0 +1,54 @@
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from roundtable_sync.models import WatchedUser
+from roundtable_sync.watchlist import add_users, make_due, set_active
+
+pytestmark = pytest.mark.django_db
+
+
+def test_resume_during_running_poll_keeps_lease():
+    lease_end = timezone.now() + timedelta(minutes=3)
+    watched = WatchedUser.objects.create(
+        user_id="alice",
+        is_active=False,
+        claim_token=uuid.uuid4(),
+        next_poll_at=lease_end,
+    )
+
+    set_active(watched, True)
+
+    watched.refresh_from_db()
+    assert watched.is_active is True
+    assert watched.next_poll_at == lease_end
+
+
+def test_resume_makes_idle_user_due():
+    watched = WatchedUser.objects.create(
+        user_id="alice",
+        is_active=False,
+        next_poll_at=timezone.now() + timedelta(hours=1),
+    )
+
+    set_active(watched, True)
+
+    watched.refresh_from_db()
+    assert watched.next_poll_at <= timezone.now()
+
+
+def test_make_due_skips_paused_user():
+    watched = WatchedUser.objects.create(user_id="alice", is_active=False)
+
+    assert make_due(watched, timezone.now()) is False
+
+
+def test_add_reports_existing_as_skipped():
+    WatchedUser.objects.create(user_id="alice")
+
+    change = add_users(["alice", "bob"])
+
+    assert change.changed == ["bob"]
+    assert change.skipped == ["alice"]
