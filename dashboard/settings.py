@@ -5,6 +5,7 @@ SQLite database. The README lists every variable with its default and unit.
 """
 
 import secrets
+import zoneinfo
 from pathlib import Path
 
 import dj_database_url
@@ -16,6 +17,7 @@ from dashboard.env import (
     env_http_url,
     env_int,
     env_list,
+    env_log_level,
     env_str,
 )
 
@@ -73,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dashboard.middleware.AnalystTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -131,6 +134,14 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Pages show times in this zone unless an analyst picks another on the
+# preferences page. The database and the worker always work in UTC.
+DASHBOARD_TIME_ZONE = env_str("DASHBOARD_TIME_ZONE", "UTC")
+if DASHBOARD_TIME_ZONE not in zoneinfo.available_timezones():
+    raise ImproperlyConfigured(
+        f"DASHBOARD_TIME_ZONE={DASHBOARD_TIME_ZONE!r} is not a known IANA time "
+        "zone name: use a name such as UTC or Europe/Paris."
+    )
 USE_I18N = True
 USE_TZ = True
 
@@ -157,7 +168,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL")},
 }
 
 # Roundtable Proof-of-Human API. The key is read here and passed only to the

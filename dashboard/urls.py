@@ -2,11 +2,22 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import users, watchlist
+from dashboard.views import (
+    export,
+    overview,
+    polling,
+    preferences,
+    session_detail,
+    sessions,
+    users,
+    watchlist,
+)
 
 urlpatterns = [
-    path("", watchlist.watchlist, name="watchlist"),
+    path("", overview.overview, name="overview"),
+    path("watchlist/", watchlist.watchlist, name="watchlist"),
     path("watchlist/add/", watchlist.watchlist_add, name="watchlist_add"),
+    path("watchlist/import/", watchlist.watchlist_import, name="watchlist_import"),
     path(
         "watchlist/<int:pk>/pause/", watchlist.watchlist_pause, name="watchlist_pause"
     ),
@@ -22,6 +33,12 @@ urlpatterns = [
     ),
     path("users/<int:pk>/", users.user_detail, name="user_detail"),
     path("users/<int:pk>/poll-now/", users.user_poll_now, name="user_poll_now"),
+    path("sessions/", sessions.session_list, name="session_list"),
+    path("sessions/export.csv", export.session_export, name="session_export"),
+    # Session IDs are arbitrary text, so the ID is a query parameter.
+    path("sessions/detail/", session_detail.session_detail, name="session_detail"),
+    path("preferences/", preferences.preferences, name="preferences"),
+    path("polling/resume/", polling.polling_resume, name="polling_resume"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -287,6 +287,10 @@ class RoundtableClient:
 
     def _send(self, target, url, deadline_at):
         left = self._time_left(target, deadline_at)
+        # NOTE: until the headers are in, the read timeout applies to each
+        # socket read, so a server trickling its status line and headers a
+        # byte at a time can hold the call past the deadline. The body is
+        # read against the deadline itself.
         timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
         try:
             return self.session.get(

@@ -142,8 +142,15 @@ class Session(models.Model):
         indexes = [
             # A user's sessions, newest first (user page, export --user).
             models.Index(fields=["user_id", "-session_time"]),
-            # All sessions, newest first (export, explorer).
-            models.Index(fields=["-session_time"]),
+            # The explorer's keyset pages sorted by time (either direction),
+            # the export's order, and every range filter on session time.
+            models.Index(fields=["session_time", "session_id"]),
+            # The explorer sorted by score, and score-range filters.
+            models.Index(fields=["risk_score", "session_id"]),
+            # The explorer sorted by user.
+            models.Index(fields=["user_id", "session_id"]),
+            # NOTE: recommended_action has no index because the API may send
+            # values longer than a PostgreSQL B-tree entry allows.
             # The events task's scan for sessions still missing events.
             models.Index(
                 fields=["events_attempts", "first_seen_at"],

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 API_PAGE_LIMIT = 100
 # Keeps each IN (...) list well under SQLite's bound-parameter limit.
 BATCH_SIZE = 500
+# Length of SessionCheck's indexed name and status columns.
+MAX_CHECK_TEXT = 255
 
 # Columns an upsert overwrites on a changed session. first_seen_at and the
 # events bookkeeping belong to this dashboard, not to the API's payload.
@@ -187,12 +189,28 @@ def _replace_checks(session_ids, rows):
         SessionCheck.objects.filter(
             session_id__in=session_ids[start : start + BATCH_SIZE]
         ).delete()
-    checks = [
-        SessionCheck(session_id=row.session_id, group=group, name=name, status=status)
-        for row in rows
-        for group, statuses in row.checks.items()
-        for name, status in statuses.items()
-    ]
+    checks = []
+    for row in rows:
+        for group, statuses in row.checks.items():
+            for name, status in statuses.items():
+                if len(name) > MAX_CHECK_TEXT or len(status) > MAX_CHECK_TEXT:
+                    # Kept in the session's checks map and raw JSON, but too
+                    # long for the indexed columns of the checks table.
+                    logger.warning(
+                        "%s: check %r of session %s is too long to index",
+                        row.user_id,
+                        name[:40],
+                        row.session_id,
+                    )
+                    continue
+                checks.append(
+                    SessionCheck(
+                        session_id=row.session_id,
+                        group=group,
+                        name=name,
+                        status=status,
+                    )
+                )
     SessionCheck.objects.bulk_create(checks, batch_size=BATCH_SIZE)
 
 

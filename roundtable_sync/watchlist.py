@@ -17,6 +17,8 @@ from roundtable_sync.models import (
 logger = logging.getLogger(__name__)
 
 MAX_USER_ID_LENGTH = 255
+# Keeps each IN (...) list well under SQLite's bound-parameter limit.
+_BATCH_SIZE = 500
 
 
 class InvalidUserIdError(ValueError):
@@ -77,26 +79,51 @@ class WatchlistChange:
 def add_users(user_ids, added_by=None, note=""):
     """Add cleaned user IDs, skipping those already watched. Due at once.
 
-    get_or_create tolerates the same ID being added from the UI and the
-    command line at the same moment: one of them reports it as skipped.
+    Works in batches, so a CSV import of thousands of IDs costs a few
+    queries per 500 IDs. When the UI and the command line add the same ID
+    at the same moment, ignore_conflicts keeps the first row and the other
+    caller reports the ID as skipped: its added_at does not match.
     """
     now = timezone.now()
     change = WatchlistChange()
-    for user_id in user_ids:
-        _, created = WatchedUser.objects.get_or_create(
-            user_id=user_id,
-            defaults={
-                "note": note,
-                "added_by": added_by,
-                "added_at": now,
-                "next_poll_at": now,
-            },
+    for start in range(0, len(user_ids), _BATCH_SIZE):
+        batch = user_ids[start : start + _BATCH_SIZE]
+        existing = set(
+            WatchedUser.objects.filter(user_id__in=batch).values_list(
+                "user_id", flat=True
+            )
         )
-        if created:
-            change.changed.append(user_id)
-            logger.info("%s: added to the watchlist by %s", user_id, _actor(added_by))
-        else:
-            change.skipped.append(user_id)
+        WatchedUser.objects.bulk_create(
+            [
+                WatchedUser(
+                    user_id=user_id,
+                    note=note,
+                    added_by=added_by,
+                    added_at=now,
+                    next_poll_at=now,
+                )
+                for user_id in batch
+                if user_id not in existing
+            ],
+            ignore_conflicts=True,
+        )
+        created = set(
+            WatchedUser.objects.filter(user_id__in=batch, added_at=now)
+            .exclude(user_id__in=existing)
+            .values_list("user_id", flat=True)
+        )
+        for user_id in batch:
+            if user_id in created:
+                change.changed.append(user_id)
+            else:
+                change.skipped.append(user_id)
+    if change.changed:
+        logger.info(
+            "%d user(s) added to the watchlist by %s: %s",
+            len(change.changed),
+            _actor(added_by),
+            ", ".join(change.changed[:20]) + ("…" if len(change.changed) > 20 else ""),
+        )
     return change
 
 

@@ -190,3 +190,18 @@ def test_logged_time_keeps_source_when_logs_disappear():
     stored = Session.objects.get(pk="s1")
     assert stored.session_time == datetime(2025, 3, 27, 6, 10, 50, tzinfo=UTC)
     assert stored.session_time_source == SessionTimeSource.USER_LOGS
+
+
+def test_overlong_check_name_is_kept_out_of_checks_table():
+    long_name = "c" * 300
+
+    store_sessions(
+        "u",
+        parsed(payloads.session("s1", biometric_checks={long_name: "Detected"})),
+        NOW,
+    )
+
+    stored = Session.objects.get(pk="s1")
+    assert stored.checks["biometric"][long_name] == "Detected"
+    assert not SessionCheck.objects.filter(session=stored, group="biometric").exists()
+    assert SessionCheck.objects.filter(session=stored, group="device").count() == 6

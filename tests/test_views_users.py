@@ -1,7 +1,9 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from roundtable_sync import tasks
@@ -10,9 +12,13 @@ from roundtable_sync.models import (
     CoverageGap,
     PauseReason,
     PollRecord,
+    Session,
     SessionTimeSource,
     WatchedUser,
 )
+from roundtable_sync.parsing import parse_session_list
+from roundtable_sync.store import store_sessions
+from tests import payloads
 from tests.fixtures_web import (  # noqa: F401
     NOW,
     active_user_fixture,
@@ -27,10 +33,16 @@ from tests.fixtures_web import (  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "=cmd|' /C calc'!A0",
+]
 
-def detail_url(watched, page=None):
+
+def detail_url(watched, **params):
     url = reverse("user_detail", args=[watched.pk])
-    return url if page is None else f"{url}?page={page}"
+    return f"{url}?{urlencode(params)}" if params else url
 
 
 def poll_now_url(watched):
@@ -38,7 +50,26 @@ def poll_now_url(watched):
 
 
 def session_ids(response):
-    return [session.session_id for session in response.context["sessions_page"]]
+    return [session.session_id for session in response.context["table"].rows]
+
+
+def chart_points(response):
+    return {
+        series["band"]: [point["y"] for point in series["points"]]
+        for series in response.context["risk_chart"]["series"]
+    }
+
+
+def check_row(response, name):
+    rows = response.context["check_counts"]
+    return next(row for row in rows if row["name"] == name)
+
+
+def store(user_id, session_id, session_time, **changes):
+    payload = payloads.session(session_id, **changes)
+    parsed = parse_session_list(payloads.user_sessions(user_id, [payload]), "user_id")
+    store_sessions(user_id, parsed.sessions, NOW)
+    Session.objects.filter(pk=session_id).update(session_time=session_time)
 
 
 # Access
@@ -200,34 +231,239 @@ def test_sessions_paginated_newest_first(analyst_client, active_user):
         make_session("user-active", f"s{minute:02}", NOW - timedelta(minutes=minute))
 
     first = analyst_client.get(detail_url(active_user))
-    second = analyst_client.get(detail_url(active_user, page=2))
+    second = analyst_client.get(
+        detail_url(active_user) + first.context["table"].next_url
+    )
 
     assert len(session_ids(first)) == 50
     assert session_ids(first)[0] == "s00"
     assert session_ids(second) == ["s50"]
-    assertContains(first, "Page 1 of 2")
-    assertContains(first, 'href="?page=2"')
-    assertContains(second, 'href="?page=1"')
+    assertContains(first, 'rel="next"')
+    assertContains(second, 'rel="prev"')
 
 
-def test_invalid_page_number_shows_first_page(analyst_client, active_user):
-    make_session("user-active", "only", NOW)
+def test_sessions_take_explorer_filters(analyst_client, active_user):
+    make_session("user-active", "low", NOW, risk_score=10)
+    make_session("user-active", "high", NOW, risk_score=80)
+    make_session("user-active-2", "other-high", NOW, risk_score=90)
 
-    response = analyst_client.get(f"{detail_url(active_user)}?page=abc")
+    response = analyst_client.get(detail_url(active_user, score_min=50))
 
-    assert session_ids(response) == ["only"]
+    assert session_ids(response) == ["high"]
 
 
+def test_sessions_filter_by_exact_tag(analyst_client, active_user):
+    make_session("user-active", "tagged", NOW, tags=["checkout"])
+    make_session("user-active", "similar", NOW, tags=["checkout-flow"])
+
+    response = analyst_client.get(detail_url(active_user, tag="checkout"))
+
+    assert session_ids(response) == ["tagged"]
+
+
+def test_user_filter_cannot_widen_to_other_users(analyst_client, active_user):
+    make_session("user-active", "mine", NOW)
+    make_session("user-active-2", "theirs", NOW)
+
+    response = analyst_client.get(detail_url(active_user, user="user-active-2"))
+
+    assert session_ids(response) == ["mine"]
+    assert "user" not in response.context["form"].fields
+
+
+def test_sessions_link_to_session_page(analyst_client, active_user):
+    make_session("user-active", "a b/c", NOW)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    assertContains(response, f'href="{reverse("session_detail")}?id=a%20b%2Fc"')
+
+
+def test_export_link_keeps_filters_and_user(analyst_client, active_user):
+    response = analyst_client.get(detail_url(active_user, score_min=50))
+
+    export_url = response.context["form"].export_url()
+    assert export_url.startswith(reverse("session_export"))
+    assert "score_min=50" in export_url
+    assert "user=user-active" in export_url
+
+
+# Risk over time
+
+
+def test_chart_has_one_point_per_scored_session(analyst_client, active_user):
+    make_session("user-active", "old", NOW - timedelta(days=2), risk_score=10)
+    make_session("user-active", "mid", NOW - timedelta(days=1), risk_score=60)
+    make_session("user-active", "new", NOW, risk_score=90)
+    make_session("user-active", "unscored", NOW, risk_score=None)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    assert chart_points(response) == {"allow": [10], "review": [60], "block": [90]}
+    assert response.context["risk_chart"]["count"] == 3
+    assert response.context["risk_chart"]["capped"] is False
+
+
+def test_chart_point_carries_time_and_label(analyst_client, active_user):
+    make_session("user-active", "s1", NOW, risk_score=90)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    block = response.context["risk_chart"]["series"][2]
+    assert block["points"] == [
+        {"x": int(NOW.timestamp() * 1000), "y": 90, "label": "2026-03-02 12:00 UTC"}
+    ]
+    assert block["label"] == "Block (70 and above)"
+
+
+def test_chart_bands_follow_thresholds(analyst_client, active_user, settings):
+    settings.ROUNDTABLE_REVIEW_THRESHOLD = 20
+    settings.ROUNDTABLE_BLOCK_THRESHOLD = 30
+    make_session("user-active", "s1", NOW, risk_score=35)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    assert chart_points(response)["block"] == [35]
+
+
+def test_chart_is_capped_at_newest_points(analyst_client, active_user):
+    Session.objects.bulk_create(
+        Session(
+            session_id=f"s{number:04}",
+            user_id="user-active",
+            raw={},
+            raw_digest="",
+            first_seen_at=NOW,
+            changed_at=NOW,
+            session_time=NOW - timedelta(minutes=number),
+            session_time_source="user_logs",
+            risk_score=number % 100,
+        )
+        for number in range(2001)
+    )
+
+    response = analyst_client.get(detail_url(active_user))
+
+    chart = response.context["risk_chart"]
+    assert chart["count"] == 2000
+    assert chart["capped"] is True
+    assert 0 in chart_points(response)["allow"]  # the newest session, s0000
+    assertContains(response, "Only the newest 2000 scored sessions are plotted.")
+
+
+def test_chart_marks_scoring_changes_in_range(analyst_client, active_user):
+    make_session("user-active", "march", datetime(2026, 3, 20, tzinfo=UTC))
+    make_session("user-active", "may", datetime(2026, 5, 10, tzinfo=UTC))
+
+    response = analyst_client.get(detail_url(active_user))
+
+    markers = response.context["risk_chart"]["scoring_changes"]
+    assert [marker["x"] for marker in markers] == [
+        int(datetime(2026, 4, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+    ]
+
+
+def test_chart_data_is_json_script(analyst_client, active_user):
+    make_session("user-active", "s1", NOW, risk_score=90)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    assertContains(response, '<script id="risk-chart-data" type="application/json">')
+    assertContains(response, "js/user_detail.js")
+    assertContains(response, "vendor/chart.js-4.6.1.umd.min.js")
+
+
+def test_no_chart_without_scored_sessions(analyst_client, active_user):
+    response = analyst_client.get(detail_url(active_user))
+
+    assertContains(response, "No scored sessions stored for this user yet.")
+    assertNotContains(response, "user_detail.js")
+
+
+# Check counts
+
+
+def test_check_counts_per_status(analyst_client, active_user):
+    store("user-active", "s1", NOW)
+    store("user-active", "s2", NOW, device_checks={"vpn": "Not detected"})
+    store("other-user", "s3", NOW)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    vpn = check_row(response, "vpn")
+    assert vpn["detected"] == 1
+    assert vpn["not_detected"] == 1
+    assert vpn["unknown"] == 0
+    all_pasted = check_row(response, "all_pasted")
+    assert all_pasted["unknown"] == 2
+
+
+def test_check_counts_documented_order_then_unknown(analyst_client, active_user):
+    store("user-active", "s1", NOW, device_checks={"vpn": "Detected", "zzz": "Odd"})
+
+    response = analyst_client.get(detail_url(active_user))
+
+    names = [row["name"] for row in response.context["check_counts"]]
+    assert names[0] == "agent_behavior"
+    assert names[-2:] == ["vpn", "zzz"]
+    assert check_row(response, "zzz")["other"] == 1
+
+
+def test_first_detection_is_earliest_detected(analyst_client, active_user):
+    store(
+        "user-active",
+        "early-clean",
+        NOW - timedelta(days=3),
+        device_checks={"vpn": "Not detected"},
+    )
+    store("user-active", "first-hit", NOW - timedelta(days=2))
+    store("user-active", "later-hit", NOW - timedelta(days=1))
+
+    response = analyst_client.get(detail_url(active_user))
+
+    assert check_row(response, "vpn")["first_detected_at"] == NOW - timedelta(days=2)
+    assert check_row(response, "tor")["first_detected_at"] is None
+    assertContains(response, "2026-02-28 12:00:00 UTC")
+
+
+def test_check_counts_empty(analyst_client, active_user):
+    response = analyst_client.get(detail_url(active_user))
+
+    assertContains(response, "No check results stored for this user yet.")
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_session_text_is_escaped(analyst_client, hostile):
+    watched = WatchedUser.objects.create(user_id=hostile)
+    store(
+        hostile,
+        hostile,
+        NOW,
+        tags=[hostile],
+        recommended_action=hostile,
+        device_checks={hostile: hostile},
+    )
+
+    response = analyst_client.get(detail_url(watched))
+
+    assertNotContains(response, "<script>alert")
+    assertNotContains(response, "<img src=x")
+    assertContains(response, escape(hostile))
+
+
+@pytest.mark.parametrize("size", [5, 300])
 def test_page_query_count_is_bounded(
-    analyst_client, active_user, django_assert_max_num_queries
+    analyst_client, active_user, django_assert_max_num_queries, size
 ):
-    for minute in range(60):
-        make_session("user-active", f"s{minute:02}", NOW - timedelta(minutes=minute))
+    for number in range(size):
+        store("user-active", f"s{number:03}", NOW - timedelta(minutes=number))
     analyst_client.get(detail_url(active_user))  # creates the AccountState row
 
-    # Session, user, account state, watched user, polls, gaps, count, page.
-    with django_assert_max_num_queries(8):
-        analyst_client.get(detail_url(active_user))
+    # Session, user, account state, watched user, polls, gaps, count, chart,
+    # check counts, table page, watched users of the page, offered actions.
+    with django_assert_max_num_queries(12):
+        analyst_client.get(detail_url(active_user, score_min=10))
 
 
 # Poll now

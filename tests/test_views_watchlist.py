@@ -1,10 +1,14 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
+from dashboard.forms import user_ids_from_csv
 from roundtable_sync import tasks
 from roundtable_sync.models import (
     AccountState,
@@ -48,6 +52,7 @@ def watched_ids():
     [
         ("watchlist", []),
         ("watchlist_add", []),
+        ("watchlist_import", []),
         ("watchlist_pause", [1]),
         ("watchlist_resume", [1]),
         ("watchlist_remove", [1]),
@@ -151,8 +156,9 @@ def test_watchlist_query_count_is_bounded(
         make_session(f"user-{number}", f"session-{number}", NOW)
     analyst_client.get(WATCHLIST)  # creates the AccountState row
 
-    # Session, user, account state, watched users with their counts.
-    with django_assert_max_num_queries(4):
+    # Session, user, account state, the page's count of watched users, and
+    # the watched users with their session counts.
+    with django_assert_max_num_queries(5):
         response = analyst_client.get(WATCHLIST)
 
     assert response.status_code == 200
@@ -388,3 +394,234 @@ def test_remove_unknown_user_is_404(analyst_client):
     response = analyst_client.post(reverse("watchlist_remove", args=[999]))
 
     assert response.status_code == 404
+
+
+# CSV import
+
+IMPORT = reverse("watchlist_import")
+
+
+def upload(client, content, name="ids.csv", note=""):
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    csv_file = SimpleUploadedFile(name, data, content_type="text/csv")
+    return client.post(
+        IMPORT, {"import-csv_file": csv_file, "import-note": note}, follow=True
+    )
+
+
+def test_import_form_is_on_watchlist(analyst_client):
+    response = analyst_client.get(WATCHLIST)
+
+    assertContains(response, 'enctype="multipart/form-data"')
+    assertContains(response, 'name="import-csv_file"')
+
+
+def test_anonymous_import_redirected(anonymous_client, queued_polls):
+    response = anonymous_client.post(IMPORT, {})
+
+    assert response.status_code == 302
+    assert watched_ids() == []
+
+
+def test_import_get_is_405(analyst_client):
+    response = analyst_client.get(IMPORT)
+
+    assert response.status_code == 405
+
+
+def test_import_without_header(analyst_client, analyst, queued_polls):
+    response = upload(analyst_client, "first\nsecond,ignored\r\n third \n", note="CSV")
+
+    assert sorted(watched_ids()) == ["first", "second", "third"]
+    assert WatchedUser.objects.get(user_id="first").note == "CSV"
+    assert WatchedUser.objects.get(user_id="first").added_by == analyst
+    assert queued_polls.call_count == 3
+    assertContains(response, "Added 3 user(s) to the watchlist: first, second, third.")
+
+
+def test_import_user_id_column_by_header(analyst_client, queued_polls):
+    upload(analyst_client, "email,User_ID\na@example.com,u1\nb@example.com,u2\n")
+
+    assert sorted(watched_ids()) == ["u1", "u2"]
+
+
+def test_import_strips_bom(analyst_client, queued_polls):
+    upload(analyst_client, "\ufeffuser_id\nu1\n".encode())
+
+    assert watched_ids() == ["u1"]
+
+
+def test_import_bom_without_header(analyst_client, queued_polls):
+    upload(analyst_client, "\ufeffu1\nu2\n".encode())
+
+    assert sorted(watched_ids()) == ["u1", "u2"]
+
+
+def test_import_keeps_quoted_commas(analyst_client, queued_polls):
+    upload(analyst_client, '"a,b",x\n"c ""d""",y\n')
+
+    assert sorted(watched_ids()) == ["a,b", 'c "d"']
+
+
+def test_import_skips_blank_lines_and_duplicates(analyst_client, queued_polls):
+    upload(analyst_client, "u1\n\n,\nu1\nu2\n")
+
+    assert sorted(watched_ids()) == ["u1", "u2"]
+
+
+def test_import_skips_already_watched(analyst_client, active_user, queued_polls):
+    response = upload(analyst_client, "user-active\nuser-new\n")
+
+    assert queued_polls.call_count == 1
+    assertContains(response, "Already on the watchlist, skipped: user-active.")
+
+
+def test_import_bad_rows_add_nothing(analyst_client, queued_polls):
+    content = f"user_id,email\nok,a\n,b\n{'x' * 256},c\nfine,d\nshort\n"
+
+    response = upload(analyst_client, "user_id,email\n" + content.split("\n", 1)[1])
+
+    assert watched_ids() == []
+    queued_polls.assert_not_called()
+    assertContains(response, "Row 3: User ID is empty")
+    assertContains(response, "Row 4: User ID")
+    assertContains(response, "is 256 characters long; the maximum is 255.")
+    assertNotContains(response, "Row 2:")
+    assertNotContains(response, "Row 5:")
+
+
+def test_import_row_missing_user_id_column(analyst_client, queued_polls):
+    response = upload(analyst_client, "email,user_id\na,u1\nb\n")
+
+    assert watched_ids() == []
+    assertContains(response, "Row 3 has no user_id column.")
+
+
+def test_import_lists_at_most_twenty_row_errors(analyst_client, queued_polls):
+    content = "\n".join(["ok"] + ["bad\x00id"] * 25)
+
+    response = upload(analyst_client, content)
+
+    assert watched_ids() == []
+    assertContains(response, "Row 21: User ID")
+    assertNotContains(response, "Row 22: User ID")
+    assertContains(response, "…and 5 more invalid rows.")
+
+
+def test_import_rejects_too_many_rows(analyst_client, queued_polls):
+    content = "\n".join(f"u{number}" for number in range(10_001))
+
+    response = upload(analyst_client, content)
+
+    assert watched_ids() == []
+    assertContains(response, "The file has 10,001 rows of user IDs; the maximum is")
+
+
+def test_csv_accepts_maximum_rows_with_header():
+    content = "user_id\n" + "\n".join(f"u{number}" for number in range(10_000))
+
+    user_ids = user_ids_from_csv(content)
+
+    assert len(user_ids) == 10_000
+    assert user_ids[-1] == "u9999"
+
+
+def test_import_queues_first_hundred_polls(analyst_client, queued_polls):
+    content = "\n".join(f"u{number:03}" for number in range(150))
+
+    response = analyst_client.post(
+        IMPORT,
+        {"import-csv_file": SimpleUploadedFile("ids.csv", content.encode())},
+    )
+
+    listed = [str(message) for message in get_messages(response.wsgi_request)]
+    assert WatchedUser.objects.count() == 150
+    assert WatchedUser.objects.filter(claim_token__isnull=True).count() == 50
+    assert WatchedUser.objects.filter(next_poll_at__lte=NOW).count() == 50
+    assert queued_polls.call_count == 100
+    assert listed[0].endswith("u018, u019 and 130 more.")
+    assert listed[1] == (
+        "Polls of the first 100 new users were queued now. The other 50 are "
+        "due and queued at the next dispatch, within a minute."
+    )
+
+
+def test_import_rejects_file_over_one_megabyte(analyst_client, queued_polls):
+    content = "u1\n" + "x" * (1024 * 1024)
+
+    response = upload(analyst_client, content)
+
+    assert watched_ids() == []
+    assertContains(response, "The file is 1.0\xa0MB; the maximum is 1.0\xa0MB.")
+
+
+def test_import_rejects_non_utf8(analyst_client, queued_polls):
+    response = upload(analyst_client, "caf\xe9\n".encode("latin-1"))
+
+    assert watched_ids() == []
+    assertContains(response, "The file is not UTF-8 text (invalid byte at offset 3).")
+
+
+def test_import_rejects_empty_file(analyst_client, queued_polls):
+    response = upload(analyst_client, "user_id\n\n")
+
+    assert watched_ids() == []
+    assertContains(response, "The file contains no user IDs.")
+
+
+def test_import_requires_a_file(analyst_client, queued_polls):
+    response = analyst_client.post(IMPORT, {"import-note": "x"})
+
+    assert watched_ids() == []
+    assertContains(response, "This field is required.")
+
+
+def test_import_escapes_hostile_ids(analyst_client, queued_polls):
+    hostile = [
+        "<script>alert(1)</script>",
+        '"><img src=x onerror=alert(1)>',
+        "=cmd|' /C calc'!A0",
+    ]
+    content = "".join(f'"{value.replace(chr(34), chr(34) * 2)}"\n' for value in hostile)
+
+    response = upload(analyst_client, content)
+
+    assert sorted(watched_ids()) == sorted(hostile)
+    assertNotContains(response, "<script>alert")
+    assertNotContains(response, "<img src=x")
+    assertContains(response, escape(hostile[2]))
+
+
+def test_import_requires_csrf_token(analyst):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(analyst)
+    csv_file = SimpleUploadedFile("ids.csv", b"u1\n", content_type="text/csv")
+
+    response = client.post(IMPORT, {"import-csv_file": csv_file})
+
+    assert response.status_code == 403
+    assert watched_ids() == []
+
+
+def test_watchlist_paginates_and_searches(analyst_client):
+    WatchedUser.objects.bulk_create(
+        WatchedUser(user_id=f"user-{i:03d}") for i in range(150)
+    )
+
+    first = analyst_client.get(reverse("watchlist"))
+    second = analyst_client.get(reverse("watchlist"), {"page": 2})
+    found = analyst_client.get(reverse("watchlist"), {"q": "user-14"})
+
+    assert len(first.context["watched_users"]) == 100
+    assert len(second.context["watched_users"]) == 50
+    assert "Page 1 of 2 (150 users)" in first.content.decode()
+    ids = [w.user_id for w in found.context["watched_users"]]
+    assert ids == [f"user-14{i}" for i in range(10)]
+
+
+def test_watchlist_search_without_match_says_so(analyst_client):
+    response = analyst_client.get(reverse("watchlist"), {"q": "<b>nobody</b>"})
+
+    assert "No watched user ID contains “&lt;b&gt;nobody&lt;/b&gt;”." in (
+        response.content.decode()
+    )

@@ -52,3 +52,17 @@ def test_add_reports_existing_as_skipped():
 
     assert change.changed == ["bob"]
     assert change.skipped == ["alice"]
+
+
+def test_large_add_runs_in_batches(django_assert_max_num_queries):
+    WatchedUser.objects.create(user_id="user-0007")
+    user_ids = [f"user-{i:04d}" for i in range(1200)]
+
+    # A few queries per batch of 500 (SQLite splits each insert further),
+    # never one per ID.
+    with django_assert_max_num_queries(40):
+        change = add_users(user_ids)
+
+    assert len(change.changed) == 1199
+    assert change.skipped == ["user-0007"]
+    assert WatchedUser.objects.count() == 1200

@@ -1,49 +1,138 @@
-"""The page of one watched user: polling state, poll history and sessions."""
+"""The page of one watched user: risk over time, checks, sessions and polling."""
 
-from datetime import UTC
+from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.db.models import Count, Min, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard.charts import band_labels
+from dashboard.filters import SessionFilterForm
+from dashboard.views.sessions import TABLE_FIELDS, session_table
 from roundtable_sync.account import active_pause
-from roundtable_sync.models import CoverageGap, PollRecord, Session, WatchedUser
+from roundtable_sync.bands import current_thresholds
+from roundtable_sync.checks import ordered_check_keys
+from roundtable_sync.models import (
+    CoverageGap,
+    PollRecord,
+    Session,
+    SessionCheck,
+    WatchedUser,
+)
+from roundtable_sync.scoring_changes import scoring_changes_between
 from roundtable_sync.tasks import queue_immediate_poll
 from roundtable_sync.watchlist import make_due
 
-SESSIONS_PER_PAGE = 50
-
-# Only the columns the sessions table shows, because the raw payload is large.
-SESSION_TABLE_FIELDS = [
-    "session_id",
-    "session_time",
-    "session_time_source",
-    "risk_score",
-    "recommended_action",
-    "tags",
-]
+# Newest scored sessions plotted in the risk chart; more points than this
+# only slow the browser down.
+MAX_CHART_POINTS = 2000
 
 
 @login_required
 @require_GET
 def user_detail(request, pk):
     watched = get_object_or_404(WatchedUser.objects.select_related("added_by"), pk=pk)
-    sessions = (
-        Session.objects.filter(user_id=watched.user_id)
-        .only(*SESSION_TABLE_FIELDS)
-        .order_by("-session_time", "session_id")
+    sessions = Session.objects.filter(user_id=watched.user_id)
+    form = SessionFilterForm(request.GET, user_id=watched.user_id)
+    table = session_table(
+        request, form.filter(Session.objects.only(*TABLE_FIELDS)), form, show_user=False
     )
-    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "watched": watched,
         "polls": watched.polls.all()[: PollRecord.KEEP_PER_USER],
         "coverage_gaps": CoverageGap.objects.filter(user_id=watched.user_id),
-        "sessions_page": page,
+        "session_count": sessions.count(),
+        "risk_chart": risk_chart(sessions),
+        "check_counts": check_counts(watched.user_id),
+        "form": form,
+        "table": table,
     }
     return render(request, "dashboard/user_detail.html", context)
+
+
+def risk_chart(sessions):
+    """Return the chart data: one point per scored session, newest MAX_CHART_POINTS.
+
+    Points carry epoch milliseconds and a label already formatted in the
+    current time zone, so the browser's own zone plays no part.
+    """
+    rows = list(
+        sessions.filter(risk_score__isnull=False)
+        .order_by("-session_time", "-session_id")
+        .values_list("session_time", "risk_score")[: MAX_CHART_POINTS + 1]
+    )
+    capped = len(rows) > MAX_CHART_POINTS
+    rows = rows[:MAX_CHART_POINTS]
+    thresholds = current_thresholds()
+    labels = band_labels(thresholds)
+    series = {band.value: [] for band in labels}
+    for session_time, score in reversed(rows):
+        series[thresholds.band(score).value].append(
+            {
+                "x": int(session_time.timestamp() * 1000),
+                "y": score,
+                "label": timezone.localtime(session_time).strftime("%Y-%m-%d %H:%M %Z"),
+            }
+        )
+    return {
+        "series": [
+            {"band": band.value, "label": label, "points": series[band.value]}
+            for band, label in labels.items()
+        ],
+        "count": len(rows),
+        "capped": capped,
+        "max_points": MAX_CHART_POINTS,
+        "time_zone": timezone.get_current_timezone_name(),
+        "scoring_changes": _scoring_change_markers(rows),
+    }
+
+
+def _scoring_change_markers(rows):
+    if not rows:
+        return []
+    zone = timezone.get_current_timezone()
+    first = timezone.localdate(rows[-1][0], zone)
+    last = timezone.localdate(rows[0][0], zone)
+    return [
+        {
+            "x": int(datetime.combine(change.date, time.min, zone).timestamp() * 1000),
+            "description": change.description,
+        }
+        for change in scoring_changes_between(first, last)
+    ]
+
+
+def check_counts(user_id):
+    """Return per-check status counts and first detection time of one user.
+
+    One grouped query over the user's check results; documented checks come
+    first in Roundtable's order.
+    """
+    detected = Q(status="Detected")
+    rows = (
+        SessionCheck.objects.filter(session__user_id=user_id)
+        .values("group", "name")
+        .annotate(
+            detected=Count("pk", filter=detected),
+            not_detected=Count("pk", filter=Q(status="Not detected")),
+            unknown=Count("pk", filter=Q(status="Unknown")),
+            total=Count("pk"),
+            first_detected_at=Min("session__session_time", filter=detected),
+        )
+        .order_by()
+    )
+    by_key = {(row["group"], row["name"]): row for row in rows}
+    ordered = []
+    for key in ordered_check_keys(by_key):
+        row = by_key[key]
+        row["other"] = (
+            row["total"] - row["detected"] - row["not_detected"] - row["unknown"]
+        )
+        ordered.append(row)
+    return ordered
 
 
 @login_required

@@ -1,0 +1,281 @@
+"""Session filters from GET parameters, shared by the explorer, user page and export."""
+
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.db import NotSupportedError
+from django.db.models import Exists, F, Lookup, OuterRef, Q
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import timezone
+
+from roundtable_sync.bands import FLAGGED_ACTIONS, Band, current_thresholds
+from roundtable_sync.checks import DOCUMENTED_CHECKS
+from roundtable_sync.models import Session, SessionCheck
+
+DOCUMENTED_ACTIONS = (
+    "Auto-accept",
+    "Accept with monitoring",
+    *FLAGGED_ACTIONS,
+    "Unknown",
+)
+DOCUMENTED_STATUSES = ("Detected", "Not detected", "Unknown")
+# Recommended actions come from the API, so cap how many the form offers.
+MAX_OFFERED_ACTIONS = 50
+
+
+class HasTag(Lookup):
+    """True when a JSON array of strings has an element equal to the value.
+
+    SQLite has no JSON containment operator, so it tests the elements with
+    json_each. PostgreSQL uses jsonb containment (@>), which a GIN index on
+    the column can serve.
+    """
+
+    lookup_name = "has_tag"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        raise NotSupportedError(
+            f"Tag filters support SQLite and PostgreSQL, not {connection.vendor}."
+        )
+
+    def as_sqlite(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        sql = (
+            f"EXISTS (SELECT 1 FROM json_each({lhs}) AS tag "
+            f"WHERE tag.type = 'text' AND tag.value = {rhs})"
+        )
+        return sql, (*lhs_params, *rhs_params)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} @> jsonb_build_array({rhs}::text)", (*lhs_params, *rhs_params)
+
+
+class HasTagContaining(HasTag):
+    """True when an element of a JSON array of strings contains the value,
+    ignoring case as Django's icontains does on each database."""
+
+    lookup_name = "has_tag_containing"
+
+    def get_db_prep_lookup(self, value, connection):
+        return "%s", [f"%{connection.ops.prep_for_like_query(value)}%"]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        sql = (
+            f"EXISTS (SELECT 1 FROM json_each({lhs}) AS tag "
+            f"WHERE tag.type = 'text' AND tag.value LIKE {rhs} ESCAPE '\\')"
+        )
+        return sql, (*lhs_params, *rhs_params)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        sql = (
+            f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({lhs}) AS tag(value) "
+            f"WHERE UPPER(tag.value) LIKE UPPER({rhs}))"
+        )
+        return sql, (*lhs_params, *rhs_params)
+
+
+def offered_actions():
+    """Return the documented recommended actions, then others found in the data."""
+    present = (
+        Session.objects.exclude(recommended_action__in=DOCUMENTED_ACTIONS)
+        .exclude(recommended_action__isnull=True)
+        .order_by("recommended_action")
+        .values_list("recommended_action", flat=True)
+        .distinct()[:MAX_OFFERED_ACTIONS]
+    )
+    return [*DOCUMENTED_ACTIONS, *present]
+
+
+def documented_check_names():
+    return [name for checks in DOCUMENTED_CHECKS.values() for name in checks]
+
+
+class SessionFilterForm(forms.Form):
+    """Combinable session filters, parsed from a GET query string.
+
+    Every field is optional. An invalid value gets a form error and is left
+    out, so the other filters still apply. Pass ``user_id`` to fix the user,
+    as the user page does, which removes the user field.
+    """
+
+    user = forms.CharField(label="User ID", required=False, strip=True)
+    score_min = forms.IntegerField(
+        label="Score from", required=False, min_value=0, max_value=100
+    )
+    score_max = forms.IntegerField(
+        label="Score to", required=False, min_value=0, max_value=100
+    )
+    band = forms.ChoiceField(
+        label="Band", required=False, choices=[("", "Any band"), *Band.choices]
+    )
+    flagged = forms.BooleanField(label="Flagged only", required=False)
+    action = forms.CharField(
+        label="Recommended action",
+        required=False,
+        strip=False,
+        widget=forms.TextInput(attrs={"list": "action-options"}),
+    )
+    tag = forms.CharField(label="Tag", required=False, strip=False)
+    check_name = forms.CharField(
+        label="Check",
+        required=False,
+        strip=True,
+        widget=forms.TextInput(attrs={"list": "check-options"}),
+    )
+    check_status = forms.CharField(
+        label="Check status",
+        required=False,
+        strip=True,
+        widget=forms.TextInput(attrs={"list": "status-options"}),
+    )
+    since = forms.DateField(
+        label="From date",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    until = forms.DateField(
+        label="To date",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Inclusive, in your time zone.",
+    )
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        strip=True,
+        help_text="Part of a session ID, user ID, tag or explanation.",
+    )
+
+    def __init__(self, data, *, user_id=None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.fixed_user_id = user_id
+        if user_id is not None:
+            del self.fields["user"]
+
+    def clean(self):
+        cleaned = super().clean()
+        low, high = cleaned.get("score_min"), cleaned.get("score_max")
+        if low is not None and high is not None and low > high:
+            self.add_error(
+                "score_max",
+                f"Score to ({high}) is below score from ({low}), so it was ignored.",
+            )
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error(
+                "until",
+                f"To date ({until}) is before from date ({since}), so it was ignored.",
+            )
+        return cleaned
+
+    def invalid_values(self):
+        """Return one message per invalid field, naming the value received."""
+        messages = []
+        for name, errors in self.errors.items():
+            label = self.fields[name].label if name in self.fields else name
+            value = self.data.get(name, "")
+            messages.append(f'{label} "{value}" is invalid: {" ".join(errors)}')
+        return messages
+
+    def filter(self, sessions):
+        """Return ``sessions`` narrowed by every valid filter."""
+        self.is_valid()
+        data = self.cleaned_data
+        thresholds = current_thresholds()
+        user_id = self.fixed_user_id or data.get("user")
+        if user_id:
+            sessions = sessions.filter(user_id=user_id)
+        if data.get("score_min") is not None:
+            sessions = sessions.filter(risk_score__gte=data["score_min"])
+        if data.get("score_max") is not None:
+            sessions = sessions.filter(risk_score__lte=data["score_max"])
+        if data.get("band"):
+            sessions = sessions.filter(thresholds.band_q(data["band"]))
+        if data.get("flagged"):
+            sessions = sessions.filter(thresholds.flagged_q())
+        if data.get("action"):
+            sessions = sessions.filter(recommended_action=data["action"])
+        if data.get("tag"):
+            sessions = sessions.filter(HasTag(F("tags"), data["tag"]))
+        sessions = self._filter_check(sessions, data)
+        sessions = self._filter_time(sessions, data)
+        if data.get("q"):
+            sessions = sessions.filter(self._text_q(data["q"]))
+        return sessions
+
+    def _filter_check(self, sessions, data):
+        # EXISTS rather than a join, so a session with several matching checks
+        # (the same name in both groups) is listed once.
+        checks = {}
+        if data.get("check_name"):
+            checks["name"] = data["check_name"]
+        if data.get("check_status"):
+            checks["status"] = data["check_status"]
+        if not checks:
+            return sessions
+        matching = SessionCheck.objects.filter(session=OuterRef("pk"), **checks)
+        return sessions.filter(Exists(matching))
+
+    def _filter_time(self, sessions, data):
+        zone = timezone.get_current_timezone()
+        if data.get("since"):
+            start = datetime.combine(data["since"], time.min, tzinfo=zone)
+            sessions = sessions.filter(session_time__gte=start)
+        if data.get("until"):
+            next_day = data["until"] + timedelta(days=1)
+            end = datetime.combine(next_day, time.min, tzinfo=zone)
+            sessions = sessions.filter(session_time__lt=end)
+        return sessions
+
+    def _text_q(self, text):
+        # NOTE: icontains scans every row that the other filters leave. FTS5 on
+        # SQLite or a trigram index on PostgreSQL would be the fast path.
+        return (
+            Q(session_id__icontains=text)
+            | Q(user_id__icontains=text)
+            | Q(risk_explanation__icontains=text)
+            | Q(HasTagContaining(F("tags"), text))
+        )
+
+    def querystring(self, **extra):
+        """Return the filters as received, plus ``extra``, as a query string.
+
+        Values are kept even when invalid, so a link shows the same errors.
+        An ``extra`` value of None removes that parameter.
+        """
+        params = QueryDict(mutable=True)
+        for name in self.fields:
+            value = self.data.get(name)
+            if value:
+                params[name] = value
+        for name, value in extra.items():
+            if value is None:
+                params.pop(name, None)
+            else:
+                params[name] = value
+        return params.urlencode()
+
+    def export_url(self):
+        """Return the CSV export URL for exactly these filters, fixed user included."""
+        extra = {} if self.fixed_user_id is None else {"user": self.fixed_user_id}
+        query = self.querystring(**extra)
+        url = reverse("session_export")
+        return f"{url}?{query}" if query else url
+
+    def offered_actions(self):
+        return offered_actions()
+
+    def offered_checks(self):
+        return documented_check_names()
+
+    def offered_statuses(self):
+        return DOCUMENTED_STATUSES

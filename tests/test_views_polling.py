@@ -1,0 +1,66 @@
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from roundtable_sync.account import key_fingerprint
+from roundtable_sync.models import AccountState, PauseReason
+
+
+@pytest.fixture
+def paused_account(db):
+    return AccountState.objects.create(
+        pk=1,
+        paused_until=timezone.now() + timedelta(hours=1),
+        pause_reason=PauseReason.KEY_REJECTED,
+        pause_error="Roundtable rejected the API key (HTTP 401).",
+        rejected_key_fingerprint=key_fingerprint(settings.ROUNDTABLE_API_KEY),
+    )
+
+
+@pytest.fixture
+def signed_in(django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("analyst"))
+    return client
+
+
+@pytest.mark.django_db
+def test_resume_ends_pause_and_redirects_back(signed_in, paused_account):
+    response = signed_in.post(reverse("polling_resume"), {"next": "/watchlist/"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/watchlist/"
+    state = AccountState.load()
+    assert state.paused_until is None
+    assert state.pause_reason == ""
+
+
+@pytest.mark.django_db
+def test_resume_ignores_offsite_next(signed_in, paused_account):
+    response = signed_in.post(
+        reverse("polling_resume"), {"next": "https://evil.example/"}
+    )
+
+    assert response["Location"] == "/"
+
+
+@pytest.mark.django_db
+def test_resume_requires_login_and_post(paused_account, signed_in):
+    anonymous = Client().post(reverse("polling_resume"))
+    get = signed_in.get(reverse("polling_resume"))
+
+    assert anonymous.status_code == 302
+    assert "/login/" in anonymous["Location"]
+    assert get.status_code == 405
+    assert AccountState.load().pause_reason == PauseReason.KEY_REJECTED
+
+
+@pytest.mark.django_db
+def test_pause_banner_offers_resume(signed_in, paused_account):
+    response = signed_in.get(reverse("watchlist"))
+
+    assert b"Resume polling now" in response.content

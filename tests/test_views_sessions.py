@@ -1,0 +1,426 @@
+from datetime import timedelta
+from urllib.parse import quote
+
+import pytest
+from django.http import QueryDict
+from django.test import override_settings
+from django.urls import reverse
+from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
+
+from dashboard.views import sessions as sessions_view
+from roundtable_sync.models import SessionTimeSource, WatchedUser
+from tests.fixtures_web import (  # noqa: F401
+    NOW,
+    analyst_client_fixture,
+    analyst_fixture,
+    anonymous_client_fixture,
+    frozen_now_fixture,
+    make_session,
+)
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "=cmd|' /C calc'!A0",
+]
+
+
+def list_url(query=""):
+    url = reverse("session_list")
+    return f"{url}?{query}" if query else url
+
+
+def row_ids(response):
+    return [session.session_id for session in response.context["table"].rows]
+
+
+def walk(client, url, link):
+    """Follow ``link`` ("next_url" or "previous_url") from ``url`` to the end."""
+    seen = []
+    pages = 0
+    while url is not None:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen.append(row_ids(response))
+        url = getattr(response.context["table"], link)
+        if url is not None:
+            url = list_url() + url
+        pages += 1
+        assert pages < 100
+    return seen
+
+
+@pytest.fixture(name="small_pages")
+def small_pages_fixture(monkeypatch):
+    monkeypatch.setattr(sessions_view, "PAGE_SIZE", 3)
+
+
+@pytest.fixture(name="tied_sessions")
+def tied_sessions_fixture():
+    """Eleven sessions whose times, scores and users tie in groups."""
+    scores = [10, None, 50, 10, None, 90, 50, 10, 70, None, 90]
+    for index, score in enumerate(scores):
+        make_session(
+            f"user-{index % 3}",
+            f"s{index:02d}",
+            NOW - timedelta(hours=index // 4),
+            risk_score=score,
+        )
+    return scores
+
+
+def expected_order(scores, sort):
+    """Return session IDs in ``sort`` order, a missing score lowest."""
+    rows = [
+        {
+            "session": f"s{index:02d}",
+            "user": f"user-{index % 3}",
+            "time": NOW - timedelta(hours=index // 4),
+            "score": (score is not None, score or 0),
+        }
+        for index, score in enumerate(scores)
+    ]
+    key = sort.removeprefix("-")
+    ordered = sorted(rows, key=lambda row: (row[key], row["session"]))
+    if sort.startswith("-"):
+        ordered.reverse()
+    return [row["session"] for row in ordered]
+
+
+# Access
+
+
+def test_anonymous_redirected_to_login(anonymous_client):
+    response = anonymous_client.get(list_url())
+
+    assertRedirects(response, f"{reverse('login')}?next={list_url()}")
+
+
+def test_post_is_405(analyst_client):
+    response = analyst_client.post(list_url())
+
+    assert response.status_code == 405
+
+
+def test_nav_links_to_explorer(analyst_client):
+    response = analyst_client.get(list_url())
+
+    assertContains(response, f'<a href="{list_url()}">Sessions</a>', html=True)
+
+
+# Table contents
+
+
+def test_table_shows_session_columns(analyst_client):
+    make_session(
+        "alice",
+        "s1",
+        NOW,
+        risk_score=75,
+        recommended_action="Auto-reject or high-priority review",
+        tags=["checkout"],
+    )
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, "2026-03-02 12:00:00 UTC")
+    assertContains(response, "alice")
+    assertContains(response, "75 (block)")
+    assertContains(response, "Auto-reject or high-priority review")
+    assertContains(response, "<li>checkout</li>", html=True)
+    assertContains(response, "flagged</span>")
+
+
+@override_settings(DASHBOARD_TIME_ZONE="Europe/Paris")
+def test_time_shown_in_analyst_time_zone(analyst_client):
+    make_session("alice", "s1", NOW)
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, "2026-03-02 13:00:00 CET")
+
+
+def test_unflagged_session_has_no_marker(analyst_client):
+    make_session("alice", "s1", NOW, risk_score=10, recommended_action="Auto-accept")
+
+    response = analyst_client.get(list_url())
+
+    assertNotContains(response, "flagged</span>")
+
+
+def test_first_seen_time_is_marked(analyst_client):
+    make_session("alice", "s1", NOW, session_time_source=SessionTimeSource.FIRST_SEEN)
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, "first seen</span>")
+
+
+def test_watched_user_links_to_user_page(analyst_client):
+    watched = WatchedUser.objects.create(user_id="alice")
+    make_session("alice", "s1", NOW)
+    make_session("bob", "s2", NOW)
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, reverse("user_detail", args=[watched.pk]))
+    assertContains(response, '<td class="user-id">\nbob\n</td>', html=True)
+
+
+def test_session_id_links_to_session_page_encoded(analyst_client):
+    make_session("alice", "a/b?c=d&e", NOW)
+
+    response = analyst_client.get(list_url())
+
+    expected = f"{reverse('session_detail')}?id={quote('a/b?c=d&e', safe='')}"
+    assertContains(response, expected.replace("&", "&amp;"))
+
+
+def test_rows_load_only_table_columns(analyst_client):
+    make_session("alice", "s1", NOW)
+
+    response = analyst_client.get(list_url())
+
+    row = response.context["table"].rows[0]
+    assert "raw" in row.get_deferred_fields()
+    assert "risk_explanation" in row.get_deferred_fields()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_strings_are_escaped(analyst_client, text):
+    WatchedUser.objects.create(user_id=text)
+    make_session(text, text, NOW, tags=[text], recommended_action=text)
+
+    response = analyst_client.get(list_url(f"q={quote(text)}&tag={quote(text)}"))
+
+    assert row_ids(response) == [text]
+    assertNotContains(response, "<script>alert(1)</script>")
+    assertNotContains(response, "<img src=x")
+
+
+def test_empty_result_says_so(analyst_client):
+    response = analyst_client.get(list_url("user=nobody"))
+
+    assertContains(response, "No sessions match these filters.")
+
+
+# Filters through the page
+
+
+def test_filters_apply_to_rows(analyst_client):
+    make_session("alice", "s1", NOW, risk_score=80)
+    make_session("alice", "s2", NOW, risk_score=20)
+    make_session("bob", "s3", NOW, risk_score=80)
+
+    response = analyst_client.get(list_url("user=alice&band=block"))
+
+    assert row_ids(response) == ["s1"]
+
+
+def test_invalid_filter_shows_error_and_applies_others(analyst_client):
+    make_session("alice", "s1", NOW)
+    make_session("bob", "s2", NOW)
+
+    response = analyst_client.get(list_url("user=alice&score_max=high"))
+
+    assert row_ids(response) == ["s1"]
+    assertContains(response, "Score to &quot;high&quot; is invalid")
+    assertNotContains(response, "Export CSV")
+
+
+def test_filter_form_keeps_values(analyst_client):
+    response = analyst_client.get(list_url("tag=checkout"))
+
+    assertContains(response, 'value="checkout"')
+
+
+def test_offered_actions_in_datalist(analyst_client):
+    make_session("alice", "s1", NOW, recommended_action="Escalate")
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, '<option value="Escalate"></option>', html=True)
+    assertContains(response, '<option value="Auto-accept"></option>', html=True)
+
+
+def test_export_link_keeps_filters(analyst_client):
+    response = analyst_client.get(list_url("user=alice&band=block&sort=score"))
+
+    assertContains(
+        response,
+        f"{reverse('session_export')}?user=alice&amp;band=block",
+    )
+
+
+# Sorting
+
+
+def test_default_sort_is_newest_first(analyst_client):
+    make_session("u", "old", NOW - timedelta(days=1))
+    make_session("u", "new", NOW)
+
+    response = analyst_client.get(list_url())
+
+    assert row_ids(response) == ["new", "old"]
+
+
+@pytest.mark.parametrize(
+    "sort", ["time", "-time", "score", "-score", "user", "-user", "session", "-session"]
+)
+def test_sort_orders_first_page(analyst_client, tied_sessions, sort):
+    response = analyst_client.get(list_url(f"sort={sort}"))
+
+    assert row_ids(response) == expected_order(tied_sessions, sort)
+
+
+def test_invalid_sort_shows_error_and_default_order(analyst_client):
+    make_session("u", "old", NOW - timedelta(days=1))
+    make_session("u", "new", NOW)
+
+    response = analyst_client.get(list_url("sort=raw"))
+
+    assert row_ids(response) == ["new", "old"]
+    assertContains(response, "Sort &quot;raw&quot; is invalid")
+
+
+def test_sort_header_links_keep_filters_and_toggle(analyst_client):
+    make_session("alice", "s1", NOW)
+
+    response = analyst_client.get(list_url("user=alice&sort=-score"))
+
+    headers = {header.label: header for header in response.context["table"].headers}
+    score = QueryDict(headers["Score"].url.removeprefix("?"))
+    assert score["sort"] == "score"
+    assert score["user"] == "alice"
+    assert headers["Score"].state == "descending"
+    assert headers["Session time"].state == ""
+
+
+# Keyset pagination
+
+
+@pytest.mark.parametrize(
+    "sort", ["time", "-time", "score", "-score", "user", "-user", "session", "-session"]
+)
+def test_next_links_visit_every_row_once(
+    analyst_client, small_pages, tied_sessions, sort
+):
+    pages = walk(analyst_client, list_url(f"sort={sort}"), "next_url")
+
+    visited = [session_id for page in pages for session_id in page]
+    assert visited == expected_order(tied_sessions, sort)
+    assert [len(page) for page in pages] == [3, 3, 3, 2]
+
+
+@pytest.mark.parametrize("sort", ["-time", "score", "-score", "user"])
+def test_previous_links_from_last_visit_every_row_once(
+    analyst_client, small_pages, tied_sessions, sort
+):
+    pages = walk(analyst_client, list_url(f"sort={sort}&last=1"), "previous_url")
+
+    visited = [session_id for page in reversed(pages) for session_id in page]
+    assert visited == expected_order(tied_sessions, sort)
+
+
+def test_first_page_has_no_previous_links(analyst_client, small_pages, tied_sessions):
+    response = analyst_client.get(list_url())
+
+    table = response.context["table"]
+    assert table.first_url is None
+    assert table.previous_url is None
+    assert table.next_url is not None
+    assert table.last_url is not None
+
+
+def test_last_page_has_no_next_links(analyst_client, small_pages, tied_sessions):
+    response = analyst_client.get(list_url("last=1"))
+
+    table = response.context["table"]
+    assert table.next_url is None
+    assert table.last_url is None
+    assert row_ids(response) == expected_order(tied_sessions, "-time")[-3:]
+
+
+def test_previous_returns_to_same_page(analyst_client, small_pages, tied_sessions):
+    first = analyst_client.get(list_url("sort=score"))
+    second = analyst_client.get(list_url() + first.context["table"].next_url)
+
+    back = analyst_client.get(list_url() + second.context["table"].previous_url)
+
+    assert row_ids(back) == row_ids(first)
+
+
+def test_page_links_keep_filters(analyst_client, small_pages):
+    for index in range(5):
+        make_session("alice", f"a{index}", NOW - timedelta(minutes=index))
+        make_session("bob", f"b{index}", NOW - timedelta(minutes=index))
+
+    pages = walk(analyst_client, list_url("user=alice"), "next_url")
+
+    assert [session_id for page in pages for session_id in page] == [
+        "a0",
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+    ]
+
+
+def test_single_page_has_no_page_links(analyst_client):
+    make_session("u", "s1", NOW)
+
+    response = analyst_client.get(list_url())
+
+    assertNotContains(response, 'aria-label="Sessions pages"')
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage!", "WzEsMiwzXQ", "WyJub3QgYSB0aW1lIiwiczEiXQ"]
+)
+def test_invalid_cursor_shows_first_page_with_error(analyst_client, cursor):
+    make_session("u", "s1", NOW)
+
+    response = analyst_client.get(list_url(f"after={cursor}"))
+
+    assert row_ids(response) == ["s1"]
+    assertContains(response, "Page cursor")
+
+
+def test_score_cursor_rejects_time_value(analyst_client, small_pages, tied_sessions):
+    first = analyst_client.get(list_url())
+    cursor = QueryDict(first.context["table"].next_url.removeprefix("?"))["after"]
+
+    response = analyst_client.get(list_url(f"sort=score&after={cursor}"))
+
+    assertContains(response, "Page cursor")
+
+
+# Query count
+
+
+@pytest.mark.parametrize("count", [5, 120])
+@pytest.mark.parametrize(
+    "query",
+    ["", "sort=score&after=WzAsInMwMDAwIl0", "sort=-time&last=1", "q=s0&tag=x"],
+)
+def test_query_count_is_bounded(
+    analyst_client, django_assert_max_num_queries, count, query
+):
+    for index in range(count):
+        WatchedUser.objects.create(user_id=f"user-{index}")
+        make_session(
+            f"user-{index}",
+            f"s{index:04d}",
+            NOW - timedelta(minutes=index),
+            tags=["x"],
+            risk_score=index % 101,
+        )
+    analyst_client.get(list_url())
+
+    with django_assert_max_num_queries(8):
+        response = analyst_client.get(list_url(query))
+
+    assert response.status_code == 200
+    assert len(row_ids(response)) >= min(count - 1, 50)
