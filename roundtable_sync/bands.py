@@ -9,6 +9,7 @@ either its score or its action calls for a look.
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import models
 from django.db.models import Q
 
@@ -66,9 +67,38 @@ class Thresholds:
         )
 
 
+# Seconds a process reuses the thresholds it read. Adopting new thresholds
+# clears the adopting process's copy at once; other processes (other web
+# workers, the worker) follow within this time.
+THRESHOLDS_CACHE_SECONDS = 10
+_CACHE_KEY = "roundtable_sync:thresholds"
+
+
 def current_thresholds():
-    """Return the thresholds in force, from ROUNDTABLE_*_THRESHOLD settings."""
+    """Return the thresholds in force: the newest adopted, else the settings."""
+    thresholds = cache.get(_CACHE_KEY)
+    if thresholds is None:
+        thresholds = _load_thresholds()
+        cache.set(_CACHE_KEY, thresholds, THRESHOLDS_CACHE_SECONDS)
+    return thresholds
+
+
+def default_thresholds():
     return Thresholds(
         review=settings.ROUNDTABLE_REVIEW_THRESHOLD,
         block=settings.ROUNDTABLE_BLOCK_THRESHOLD,
     )
+
+
+def forget_thresholds():
+    """Drop this process's cached thresholds, after adopting new ones."""
+    cache.delete(_CACHE_KEY)
+
+
+def _load_thresholds():
+    from roundtable_sync.models import ThresholdSetting
+
+    latest = ThresholdSetting.objects.order_by("-adopted_at", "-id").first()
+    if latest is None:
+        return default_thresholds()
+    return Thresholds(review=latest.review, block=latest.block)

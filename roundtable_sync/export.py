@@ -43,6 +43,13 @@ def check_columns(sessions):
         .values_list("group", "name")
         .distinct()
     )
+    # Checks too long for the SessionCheck table are rare: read their maps.
+    for checks in sessions.filter(has_unindexed_checks=True).values_list(
+        "checks", flat=True
+    ):
+        present.update(
+            (group, name) for group, statuses in checks.items() for name in statuses
+        )
     keys = ordered_check_keys(present)
     names = [name for _, name in keys]
     return [

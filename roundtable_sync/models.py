@@ -62,9 +62,9 @@ class PollRecord(models.Model):
 
     KEEP_PER_USER = 50
 
-    watched_user = models.ForeignKey(
-        WatchedUser, on_delete=models.CASCADE, related_name="polls"
-    )
+    # The Roundtable user ID, not a foreign key: like stored sessions, poll
+    # history outlives the user's place on the watchlist unless purged.
+    user_id = models.CharField(max_length=255)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     outcome = models.CharField(max_length=16, choices=PollOutcome.choices)
@@ -77,11 +77,11 @@ class PollRecord(models.Model):
         ordering = ["-started_at"]
         indexes = [
             # A user's poll history, newest first, and its pruning.
-            models.Index(fields=["watched_user", "-started_at"]),
+            models.Index(fields=["user_id", "-started_at"]),
         ]
 
     def __str__(self):
-        return f"{self.watched_user_id} at {self.started_at:%Y-%m-%d %H:%M}"
+        return f"{self.user_id} at {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class CoverageGap(models.Model):
@@ -130,6 +130,9 @@ class Session(models.Model):
     session_time_source = models.CharField(
         max_length=16, choices=SessionTimeSource.choices
     )
+    # True when a check name or status is too long for the SessionCheck
+    # table; such checks live only in ``checks``.
+    has_unindexed_checks = models.BooleanField(default=False)
     needs_events = models.BooleanField(default=False)
     events_fetched_at = models.DateTimeField(null=True)
     # Failed fetches so far; a session that keeps failing goes to the back of
@@ -149,6 +152,12 @@ class Session(models.Model):
             models.Index(fields=["risk_score", "session_id"]),
             # The explorer sorted by user.
             models.Index(fields=["user_id", "session_id"]),
+            # The export's scan for checks missing from the SessionCheck table.
+            models.Index(
+                fields=["session_id"],
+                condition=models.Q(has_unindexed_checks=True),
+                name="session_unindexed_checks_idx",
+            ),
             # NOTE: recommended_action has no index because the API may send
             # values longer than a PostgreSQL B-tree entry allows.
             # The events task's scan for sessions still missing events.
@@ -267,3 +276,36 @@ class AccountState(models.Model):
     def load(cls):
         state, _ = cls.objects.get_or_create(pk=1)
         return state
+
+
+class ThresholdSetting(models.Model):
+    """Score thresholds adopted in the UI; the newest row is in force.
+
+    Without any row, ROUNDTABLE_REVIEW_THRESHOLD and
+    ROUNDTABLE_BLOCK_THRESHOLD apply.
+    """
+
+    review = models.PositiveSmallIntegerField()
+    block = models.PositiveSmallIntegerField()
+    adopted_at = models.DateTimeField()
+    adopted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        get_latest_by = ["adopted_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(review__gte=1)
+                & models.Q(block__lte=100)
+                & models.Q(review__lt=models.F("block")),
+                name="thresholds_ordered_within_range",
+            )
+        ]
+
+    def __str__(self):
+        return f"review from {self.review}, block from {self.block}"

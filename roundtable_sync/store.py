@@ -34,6 +34,7 @@ UPSERT_FIELDS = [
     "risk_explanation",
     "recommended_action",
     "checks",
+    "has_unindexed_checks",
     "raw",
     "raw_digest",
     "changed_at",
@@ -60,6 +61,9 @@ class StoreResult:
     changed: int = 0
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)
+    new_session_ids: list[str] = field(default_factory=list)
+    # Unsaved-then-saved ScoreChange rows of this store, for alert rules.
+    score_changes: list = field(default_factory=list)
 
 
 def raw_digest(raw):
@@ -96,6 +100,7 @@ def store_sessions(user_id, sessions, now):
         rows.append(_build_row(user_id, session, digest, old, now))
         if old is None:
             result.new += 1
+            result.new_session_ids.append(session.session_id)
         else:
             result.changed += 1
             change = _score_change(old, session, now)
@@ -105,6 +110,7 @@ def store_sessions(user_id, sessions, now):
     if rows:
         with transaction.atomic():
             _write(rows, changes, {s.session_id: s for s in storable})
+    result.score_changes = changes
     return result
 
 
@@ -123,6 +129,10 @@ def _build_row(user_id, session, digest, old, now):
     # must come from the events endpoint, and a changed session is still
     # live, so its events may have grown since the last fetch.
     needs_events = not session.user_logs
+    checks = {
+        CheckGroup.BIOMETRIC: session.biometric_checks or {},
+        CheckGroup.DEVICE: session.device_checks or {},
+    }
     return Session(
         session_id=session.session_id,
         user_id=user_id,
@@ -130,10 +140,12 @@ def _build_row(user_id, session, digest, old, now):
         risk_score=session.risk_score,
         risk_explanation=session.risk_explanation,
         recommended_action=session.recommended_action,
-        checks={
-            CheckGroup.BIOMETRIC: session.biometric_checks or {},
-            CheckGroup.DEVICE: session.device_checks or {},
-        },
+        checks=checks,
+        has_unindexed_checks=any(
+            _too_long_to_index(name, status)
+            for statuses in checks.values()
+            for name, status in statuses.items()
+        ),
         raw=session.raw,
         raw_digest=digest,
         first_seen_at=old.first_seen_at if old else now,
@@ -193,7 +205,7 @@ def _replace_checks(session_ids, rows):
     for row in rows:
         for group, statuses in row.checks.items():
             for name, status in statuses.items():
-                if len(name) > MAX_CHECK_TEXT or len(status) > MAX_CHECK_TEXT:
+                if _too_long_to_index(name, status):
                     # Kept in the session's checks map and raw JSON, but too
                     # long for the indexed columns of the checks table.
                     logger.warning(
@@ -212,6 +224,10 @@ def _replace_checks(session_ids, rows):
                     )
                 )
     SessionCheck.objects.bulk_create(checks, batch_size=BATCH_SIZE)
+
+
+def _too_long_to_index(name, status):
+    return len(name) > MAX_CHECK_TEXT or len(status) > MAX_CHECK_TEXT
 
 
 def _replace_logged_events(session_ids, parsed):

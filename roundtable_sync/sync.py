@@ -17,6 +17,7 @@ from roundtable_sync.errors import (
     RoundtableError,
 )
 from roundtable_sync.models import CoverageGap, PollOutcome, PollRecord, WatchedUser
+from roundtable_sync.signals import poll_recorded, sessions_stored
 from roundtable_sync.store import API_PAGE_LIMIT, store_sessions
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,22 @@ def sync_user(watched_user, client, now=timezone.now):
             error=f"Unexpected error while storing sessions ({type(error).__name__}). "
             "See the worker log for details.",
         )
-    _record(watched_user, result, started_at, now())
+    finished_at = now()
+    _record(watched_user, result, started_at, finished_at)
+    _send(poll_recorded, watched_user=watched_user, result=result, now=finished_at)
     return result
+
+
+def _send(signal, **kwargs):
+    """Send a signal; a receiver's error is logged and never fails the poll."""
+    for receiver, response in signal.send_robust(sender=WatchedUser, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "%s: signal receiver %s failed",
+                kwargs["watched_user"].user_id,
+                getattr(receiver, "__qualname__", receiver),
+                exc_info=response,
+            )
 
 
 class _UserRemoved(Exception):
@@ -127,6 +142,13 @@ def _store(watched_user, listing, now):
         if not still_watched:
             raise _UserRemoved
         stored = store_sessions(watched_user.user_id, listing.sessions, now)
+    _send(
+        sessions_stored,
+        watched_user=watched_user,
+        stored=stored,
+        first_sync=previous_sync_at is None,
+        now=now,
+    )
     gap = (
         previous_sync_at is not None
         and listing.item_count >= API_PAGE_LIMIT
@@ -205,7 +227,7 @@ def _record(watched_user, result, started_at, finished_at):
         if not WatchedUser.objects.filter(pk=watched_user.pk).update(**update):
             return  # Removed from the watchlist meanwhile: nothing to record on.
         PollRecord.objects.create(
-            watched_user_id=watched_user.pk,
+            user_id=watched_user.user_id,
             started_at=started_at,
             finished_at=finished_at,
             outcome=result.outcome,
@@ -214,14 +236,13 @@ def _record(watched_user, result, started_at, finished_at):
             sessions_new=result.new,
             sessions_changed=result.changed,
         )
-        _prune_poll_records(watched_user.pk)
+        _prune_poll_records(watched_user.user_id)
     account.record_heartbeat(finished_at)
 
 
-def _prune_poll_records(watched_user_pk):
-    keep = PollRecord.objects.filter(watched_user_id=watched_user_pk).values("pk")[
+def _prune_poll_records(user_id):
+    history = PollRecord.objects.filter(user_id=user_id)
+    keep = history.order_by("-started_at", "-pk").values("pk")[
         : PollRecord.KEEP_PER_USER
     ]
-    PollRecord.objects.filter(watched_user_id=watched_user_pk).exclude(
-        pk__in=db_models.Subquery(keep)
-    ).delete()
+    history.exclude(pk__in=db_models.Subquery(keep)).delete()

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from roundtable_sync.models import (
     CoverageGap,
+    PollRecord,
     Session,
     WatchedUser,
 )
@@ -140,6 +141,7 @@ def remove_users(user_ids, purge=False, removed_by=None):
             if purge:
                 Session.objects.filter(user_id=user_id).delete()
                 CoverageGap.objects.filter(user_id=user_id).delete()
+                PollRecord.objects.filter(user_id=user_id).delete()
     for user_id in change.changed:
         logger.info(
             "%s: removed from the watchlist by %s%s",

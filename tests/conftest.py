@@ -21,3 +21,16 @@ def sandbox():
 
 
 # --- end of Roundtable sandbox -----------------------------------------------
+
+
+# --- Caches -------------------------------------------------------------------
+# The thresholds in force are cached per process; each test starts afresh.
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

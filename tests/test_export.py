@@ -168,3 +168,21 @@ def test_check_named_like_base_column_gets_prefix():
 
     assert header.count("tags") == 1
     assert "biometric.tags" in header
+
+
+def test_overlong_check_name_still_gets_a_column():
+    long_name = "c" * 300
+    store_sessions(
+        "u",
+        parsed(
+            payloads.session(
+                "s1", biometric_checks={long_name: "Detected"}, device_checks={}
+            )
+        ),
+        NOW,
+    )
+
+    header, row = export()
+
+    assert header[8:] == [long_name]
+    assert row[8] == "Detected"

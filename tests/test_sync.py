@@ -69,7 +69,7 @@ def test_sync_stores_sessions_and_records_poll(watched, client, clock):
     assert watched.last_synced_at == START
     assert watched.next_poll_at == START + timedelta(seconds=300)
     assert watched.claim_token is None
-    record = PollRecord.objects.get(watched_user=watched)
+    record = PollRecord.objects.get(user_id=watched.user_id)
     assert record.sessions_new == result.new
     assert AccountState.load().heartbeat_at == START
 
@@ -272,3 +272,14 @@ def test_coverage_gap_counts_malformed_items(watched, clock):
 
     assert result.received == 99
     assert result.coverage_gap is True
+
+
+def test_poll_history_survives_removal_and_is_pruned(watched, client, clock):
+    for _ in range(PollRecord.KEEP_PER_USER + 3):
+        sync_user(watched, client, now=clock)
+        clock.now += timedelta(minutes=5)
+
+    WatchedUser.objects.filter(pk=watched.pk).delete()
+
+    history = PollRecord.objects.filter(user_id=watched.user_id)
+    assert history.count() == PollRecord.KEEP_PER_USER

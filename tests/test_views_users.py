@@ -127,7 +127,7 @@ def test_paused_user_hides_poll_now(analyst_client, paused_user):
 
 def test_page_shows_poll_history(analyst_client, active_user):
     PollRecord.objects.create(
-        watched_user=active_user,
+        user_id=active_user.user_id,
         started_at=NOW - timedelta(hours=2),
         finished_at=NOW - timedelta(hours=2),
         outcome="synced",
@@ -136,7 +136,7 @@ def test_page_shows_poll_history(analyst_client, active_user):
         sessions_changed=1,
     )
     PollRecord.objects.create(
-        watched_user=active_user,
+        user_id=active_user.user_id,
         started_at=NOW - timedelta(hours=1),
         finished_at=NOW - timedelta(hours=1),
         outcome="deferred",

@@ -361,7 +361,7 @@ def test_remove_page_explains_what_happens(analyst_client, active_user):
 def test_remove_keeps_sessions(analyst_client, active_user):
     make_session("user-active", "s1", NOW)
     PollRecord.objects.create(
-        watched_user=active_user, started_at=NOW, finished_at=NOW, outcome="synced"
+        user_id="user-active", started_at=NOW, finished_at=NOW, outcome="synced"
     )
 
     response = analyst_client.post(
@@ -370,7 +370,7 @@ def test_remove_keeps_sessions(analyst_client, active_user):
 
     assert watched_ids() == []
     assert Session.objects.filter(user_id="user-active").count() == 1
-    assert PollRecord.objects.count() == 0
+    assert PollRecord.objects.filter(user_id="user-active").count() == 1
     assertRedirects(response, WATCHLIST)
     assertContains(response, "Its stored sessions are kept.")
 
@@ -379,6 +379,9 @@ def test_remove_with_purge_deletes_sessions(analyst_client, active_user):
     make_session("user-active", "s1", NOW)
     make_session("other-user", "s2", NOW)
     CoverageGap.objects.create(user_id="user-active", detected_at=NOW)
+    PollRecord.objects.create(
+        user_id="user-active", started_at=NOW, finished_at=NOW, outcome="synced"
+    )
 
     response = analyst_client.post(
         reverse("watchlist_remove", args=[active_user.pk]), {"purge": "on"}, follow=True
@@ -387,6 +390,7 @@ def test_remove_with_purge_deletes_sessions(analyst_client, active_user):
     assert watched_ids() == []
     assert list(Session.objects.values_list("session_id", flat=True)) == ["s2"]
     assert CoverageGap.objects.count() == 0
+    assert PollRecord.objects.count() == 0
     assertContains(response, "and deleted its stored sessions")
 
 

@@ -42,7 +42,9 @@ def user_detail(request, pk):
     )
     context = {
         "watched": watched,
-        "polls": watched.polls.all()[: PollRecord.KEEP_PER_USER],
+        "polls": PollRecord.objects.filter(user_id=watched.user_id)[
+            : PollRecord.KEEP_PER_USER
+        ],
         "coverage_gaps": CoverageGap.objects.filter(user_id=watched.user_id),
         "session_count": sessions.count(),
         "risk_chart": risk_chart(sessions),
