@@ -2,8 +2,8 @@
 
 Each function runs a fixed number of queries, grouped and counted in the
 database, so a figure costs the same whatever the number of stored sessions.
-``since`` is the start of the selected range (None for all time) and applies to
-``Session.session_time``.
+The selected range covers ``Session.session_time`` from ``since`` (None for all
+time) to ``now`` inclusive, so a session dated in the future counts in none.
 """
 
 from datetime import timedelta
@@ -12,19 +12,12 @@ from django.db.models import Avg, Case, CharField, Count, F, Max, Q, Value, When
 from django.db.models.functions import Greatest, Least, TruncDate
 from django.utils import timezone
 
+from dashboard.filters import DOCUMENTED_ACTIONS
 from roundtable_sync.bands import Band
 from roundtable_sync.checks import DOCUMENTED_CHECKS, ordered_check_keys
 from roundtable_sync.models import Session, SessionCheck, WatchedUser
 from roundtable_sync.scoring_changes import scoring_changes_between
 
-# The recommended_action values the API documents, in its reference's order.
-DOCUMENTED_ACTIONS = (
-    "Auto-accept",
-    "Accept with monitoring",
-    "Manual review or require additional verification",
-    "Auto-reject or high-priority review",
-    "Unknown",
-)
 MISSING_ACTION_LABEL = "Missing (no recommended action)"
 
 # The check statuses the API documents.
@@ -38,6 +31,9 @@ NEWEST_FLAGGED = 10
 # Recommended actions are free text from the API, so a hostile or buggy feed
 # could send thousands of distinct values. Only this many bars are drawn.
 MAX_ACTIONS = 20
+# A session dated decades back would stretch the daily series over thousands
+# of empty days, so the series keeps at most this many days up to its last.
+MAX_SERIES_DAYS = 3 * 365
 
 NEWEST_FLAGGED_FIELDS = [
     "session_id",
@@ -49,8 +45,11 @@ NEWEST_FLAGGED_FIELDS = [
 ]
 
 
-def _range_q(since, field="session_time"):
-    return Q(**{f"{field}__gte": since}) if since is not None else Q()
+def _range_q(since, now, field="session_time"):
+    condition = Q(**{f"{field}__lte": now})
+    if since is not None:
+        condition &= Q(**{f"{field}__gte": since})
+    return condition
 
 
 def _count(condition=None):
@@ -58,8 +57,8 @@ def _count(condition=None):
     return Count("pk", filter=condition) if condition else Count("pk")
 
 
-def sessions_in_range(since):
-    return Session.objects.filter(_range_q(since))
+def sessions_in_range(since, now):
+    return Session.objects.filter(_range_q(since, now))
 
 
 def watched_user_counts():
@@ -73,14 +72,15 @@ def watched_user_counts():
 def session_counts(since, now, thresholds):
     """Return the headline session counts, in one query over all sessions.
 
-    ``last_24h`` and ``last_7d`` ignore the selected range. The others follow it.
+    ``total`` counts every stored session. ``last_24h`` and ``last_7d`` ignore
+    the selected range. The others follow it.
     """
-    in_range = _range_q(since)
+    in_range = _range_q(since, now)
     return Session.objects.aggregate(
         total=_count(),
         in_range=_count(in_range),
-        last_24h=_count(Q(session_time__gte=now - timedelta(hours=24))),
-        last_7d=_count(Q(session_time__gte=now - timedelta(days=7))),
+        last_24h=_count(_range_q(now - timedelta(hours=24), now)),
+        last_7d=_count(_range_q(now - timedelta(days=7), now)),
         flagged=_count(in_range & thresholds.flagged_q()),
         high_risk=_count(in_range & thresholds.high_risk_q()),
         unscored=_count(in_range & Q(risk_score__isnull=True)),
@@ -105,7 +105,7 @@ def _band_expression(thresholds):
     )
 
 
-def score_histogram(since, thresholds):
+def score_histogram(since, now, thresholds):
     """Count scored sessions per 10-point bucket, split by band.
 
     Each bucket is split by band, so thresholds that are not multiples of 10
@@ -114,7 +114,7 @@ def score_histogram(since, thresholds):
     """
     bucket = Greatest(Least(F("risk_score") / 10, Value(HISTOGRAM_BUCKETS - 1)), 0)
     rows = (
-        sessions_in_range(since)
+        sessions_in_range(since, now)
         .filter(risk_score__isnull=False)
         .annotate(bucket=bucket, band=_band_expression(thresholds))
         .values("bucket", "band")
@@ -148,11 +148,13 @@ def risk_over_time(since, now, thresholds):
 
     Days are calendar days in the current time zone. Days without sessions
     are kept as None, so the chart shows a gap instead of joining distant
-    points. Known scoring changes inside the plotted days come along.
+    points. Known scoring changes inside the plotted days come along. At most
+    MAX_SERIES_DAYS days are kept, the latest ones. ``left_out_sessions``
+    counts the sessions on the earlier days.
     """
     tz = timezone.get_current_timezone()
     rows = (
-        sessions_in_range(since)
+        sessions_in_range(since, now)
         .annotate(day=TruncDate("session_time", tzinfo=tz))
         .values("day")
         .annotate(
@@ -165,13 +167,15 @@ def risk_over_time(since, now, thresholds):
     )
     by_day = {row["day"]: row for row in rows}
     if not by_day:
-        return {"days": [], "scoring_changes": []}
+        return {"days": [], "scoring_changes": [], "left_out_sessions": 0}
 
     first = min(by_day)
     last = max(by_day)
     if since is not None:
         first = min(first, timezone.localdate(since, tz))
         last = max(last, timezone.localdate(now, tz))
+    first = max(first, last - timedelta(days=MAX_SERIES_DAYS - 1))
+    left_out = sum(row["sessions"] for day, row in by_day.items() if day < first)
 
     days = []
     day = first
@@ -185,6 +189,7 @@ def risk_over_time(since, now, thresholds):
             {"date": change.date.isoformat(), "description": change.description}
             for change in changes
         ],
+        "left_out_sessions": left_out,
     }
 
 
@@ -204,17 +209,26 @@ def _day_point(day, row):
     return point
 
 
-def sessions_by_action(since):
+def sessions_by_action(since, now):
     """Count sessions per recommended action, documented actions first.
 
     Actions the API does not document are labelled as such, and sessions
-    without an action get their own "missing" row.
+    without an action get their own "missing" row. Documented actions and the
+    missing row are always kept, and the most frequent undocumented actions
+    fill the remaining bars up to MAX_ACTIONS.
     """
+    known = Q(recommended_action__in=DOCUMENTED_ACTIONS) | Q(
+        recommended_action__isnull=True
+    )
     rows = list(
-        sessions_in_range(since)
+        sessions_in_range(since, now)
         .values("recommended_action")
         .annotate(count=Count("pk"))
-        .order_by("-count", "recommended_action")[: MAX_ACTIONS + 1]
+        .order_by(
+            Case(When(known, then=Value(0)), default=Value(1)),
+            "-count",
+            "recommended_action",
+        )[: MAX_ACTIONS + 1]
     )
     truncated = len(rows) > MAX_ACTIONS
     counts = {row["recommended_action"]: row["count"] for row in rows[:MAX_ACTIONS]}
@@ -236,14 +250,14 @@ def sessions_by_action(since):
     return {"bars": bars, "truncated": truncated}
 
 
-def check_rates(since):
+def check_rates(since, now):
     """Return per-check status counts, detection rate and share of Unknown.
 
     The detection rate is Detected ÷ (Detected + Not detected), so Unknown
     reports do not dilute it. Its share is reported beside it instead.
     """
     rows = (
-        SessionCheck.objects.filter(_range_q(since, "session__session_time"))
+        SessionCheck.objects.filter(_range_q(since, now, "session__session_time"))
         .values("group", "name")
         .annotate(
             detected=_count(Q(status=DETECTED)),
@@ -273,14 +287,14 @@ def _percent(part, whole):
     return round(100 * part / whole, 1) if whole else None
 
 
-def riskiest_users(since, thresholds):
+def riskiest_users(since, now, thresholds):
     """Return the users with the highest score in range, then most flagged.
 
     Rows carry ``user_id``, ``max_score``, ``flagged``, ``sessions`` and
     ``latest`` (newest session time).
     """
     return list(
-        sessions_in_range(since)
+        sessions_in_range(since, now)
         .values("user_id")
         .annotate(
             max_score=Max("risk_score"),
@@ -294,9 +308,9 @@ def riskiest_users(since, thresholds):
     )
 
 
-def newest_flagged_sessions(since, thresholds):
+def newest_flagged_sessions(since, now, thresholds):
     return list(
-        sessions_in_range(since)
+        sessions_in_range(since, now)
         .filter(thresholds.flagged_q())
         .only(*NEWEST_FLAGGED_FIELDS)
         .order_by("-session_time", "session_id")[:NEWEST_FLAGGED]

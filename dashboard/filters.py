@@ -1,17 +1,18 @@
 """Session filters from GET parameters, shared by the explorer, user page and export."""
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 from django.db import NotSupportedError
-from django.db.models import Exists, F, Lookup, OuterRef, Q
+from django.db.models import Exists, F, Lookup, OuterRef, Q, Subquery
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from reviews.models import Decision, DecisionKind, newest_session_decision
 from roundtable_sync.bands import FLAGGED_ACTIONS, Band, current_thresholds
 from roundtable_sync.checks import DOCUMENTED_CHECKS
-from roundtable_sync.models import Session, SessionCheck
+from roundtable_sync.models import SessionCheck
 
 DOCUMENTED_ACTIONS = (
     "Auto-accept",
@@ -20,8 +21,9 @@ DOCUMENTED_ACTIONS = (
     "Unknown",
 )
 DOCUMENTED_STATUSES = ("Detected", "Not detected", "Unknown")
-# Recommended actions come from the API, so cap how many the form offers.
-MAX_OFFERED_ACTIONS = 50
+# Decision filter values beside the decision kinds.
+UNDECIDED = "undecided"
+DECIDED = "decided"
 
 
 class HasTag(Lookup):
@@ -83,16 +85,69 @@ class HasTagContaining(HasTag):
         return sql, (*lhs_params, *rhs_params)
 
 
-def offered_actions():
-    """Return the documented recommended actions, then others found in the data."""
-    present = (
-        Session.objects.exclude(recommended_action__in=DOCUMENTED_ACTIONS)
-        .exclude(recommended_action__isnull=True)
-        .order_by("recommended_action")
-        .values_list("recommended_action", flat=True)
-        .distinct()[:MAX_OFFERED_ACTIONS]
-    )
-    return [*DOCUMENTED_ACTIONS, *present]
+class DayOrTimeField(forms.CharField):
+    """A whole day (YYYY-MM-DD) or an instant (YYYY-MM-DDTHH:MM[:SS]).
+
+    Cleans to a ``date`` or to an aware ``datetime``. A time without a UTC
+    offset is in the current time zone, and an offset such as +01:00 picks
+    one of the two instants of a repeated hour when clocks go back.
+    """
+
+    default_error_messages = {
+        "invalid": "Enter a date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM)."
+    }
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return None
+        try:
+            if "T" not in value and " " not in value:
+                return date.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid"
+            ) from None
+        if timezone.is_naive(parsed):
+            return timezone.make_aware(parsed)
+        return parsed
+
+
+def range_start(value):
+    """Return the first instant a ``since`` value (date or datetime) admits."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def range_end_q(value):
+    """Return the filter for an ``until`` value: a whole day, or up to an instant."""
+    if isinstance(value, datetime):
+        return Q(session_time__lte=value)
+    return Q(session_time__lt=range_start(value + timedelta(days=1)))
+
+
+def _is_empty_range(since, until):
+    start = range_start(since)
+    if isinstance(until, datetime):
+        return start > until
+    return start >= range_start(until + timedelta(days=1))
+
+
+def filter_value(moment):
+    """Return ``moment`` as a ``since``/``until`` value in the current time zone.
+
+    Whole seconds only, so pass an instant without microseconds. The UTC
+    offset is written only when the local time alone would be ambiguous.
+    """
+    local = timezone.localtime(moment)
+    plain = local.replace(tzinfo=None, fold=0)
+    # Compared in UTC, because aware datetimes of one zone compare by wall
+    # time and would miss the second instant of a repeated hour.
+    if timezone.make_aware(plain).astimezone(UTC) == moment.astimezone(UTC):
+        return plain.isoformat(timespec="seconds")
+    return local.isoformat(timespec="seconds")
 
 
 def documented_check_names():
@@ -118,6 +173,17 @@ class SessionFilterForm(forms.Form):
         label="Band", required=False, choices=[("", "Any band"), *Band.choices]
     )
     flagged = forms.BooleanField(label="Flagged only", required=False)
+    decision = forms.ChoiceField(
+        label="Decision",
+        required=False,
+        choices=[
+            ("", "Any or none"),
+            (UNDECIDED, "Undecided"),
+            (DECIDED, "Any decision"),
+            *DecisionKind.choices,
+        ],
+        help_text="A session's current decision is its newest.",
+    )
     action = forms.CharField(
         label="Recommended action",
         required=False,
@@ -137,16 +203,19 @@ class SessionFilterForm(forms.Form):
         strip=True,
         widget=forms.TextInput(attrs={"list": "status-options"}),
     )
-    since = forms.DateField(
-        label="From date",
+    since = DayOrTimeField(
+        label="From",
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}),
     )
-    until = forms.DateField(
-        label="To date",
+    until = DayOrTimeField(
+        label="To",
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Inclusive, in your time zone.",
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}),
+        help_text=(
+            "Inclusive, in your time zone. A date, or a date and time such as "
+            "2026-03-01T14:30."
+        ),
     )
     q = forms.CharField(
         label="Search",
@@ -170,10 +239,11 @@ class SessionFilterForm(forms.Form):
                 f"Score to ({high}) is below score from ({low}), so it was ignored.",
             )
         since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
+        if since and until and _is_empty_range(since, until):
             self.add_error(
                 "until",
-                f"To date ({until}) is before from date ({since}), so it was ignored.",
+                f"To ({self.data['until']}) is before from ({self.data['since']}), "
+                "so it was ignored.",
             )
         return cleaned
 
@@ -202,6 +272,8 @@ class SessionFilterForm(forms.Form):
             sessions = sessions.filter(thresholds.band_q(data["band"]))
         if data.get("flagged"):
             sessions = sessions.filter(thresholds.flagged_q())
+        if data.get("decision"):
+            sessions = self._filter_decision(sessions, data["decision"])
         if data.get("action"):
             sessions = sessions.filter(recommended_action=data["action"])
         if data.get("tag"):
@@ -225,15 +297,22 @@ class SessionFilterForm(forms.Form):
         matching = SessionCheck.objects.filter(session=OuterRef("pk"), **checks)
         return sessions.filter(Exists(matching))
 
+    def _filter_decision(self, sessions, decision):
+        any_decision = Exists(Decision.objects.filter(session=OuterRef("pk")))
+        if decision == UNDECIDED:
+            return sessions.filter(~any_decision)
+        if decision == DECIDED:
+            return sessions.filter(any_decision)
+        newest_kind = Subquery(newest_session_decision().values("kind")[:1])
+        return sessions.alias(current_decision=newest_kind).filter(
+            current_decision=decision
+        )
+
     def _filter_time(self, sessions, data):
-        zone = timezone.get_current_timezone()
         if data.get("since"):
-            start = datetime.combine(data["since"], time.min, tzinfo=zone)
-            sessions = sessions.filter(session_time__gte=start)
+            sessions = sessions.filter(session_time__gte=range_start(data["since"]))
         if data.get("until"):
-            next_day = data["until"] + timedelta(days=1)
-            end = datetime.combine(next_day, time.min, tzinfo=zone)
-            sessions = sessions.filter(session_time__lt=end)
+            sessions = sessions.filter(range_end_q(data["until"]))
         return sessions
 
     def _text_q(self, text):
@@ -272,7 +351,15 @@ class SessionFilterForm(forms.Form):
         return f"{url}?{query}" if query else url
 
     def offered_actions(self):
-        return offered_actions()
+        """Return the documented actions, plus the requested one if undocumented.
+
+        Listing the actions found in the data would scan every session on each
+        page view, so an undocumented action is typed in, or reached by a link.
+        """
+        requested = self.data.get("action")
+        if requested and requested not in DOCUMENTED_ACTIONS:
+            return [*DOCUMENTED_ACTIONS, requested]
+        return list(DOCUMENTED_ACTIONS)
 
     def offered_checks(self):
         return documented_check_names()

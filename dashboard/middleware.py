@@ -10,12 +10,6 @@ from dashboard.models import AnalystPreference, time_zone_names
 
 logger = logging.getLogger(__name__)
 
-# Session key of the signed-in analyst's chosen zone name ("" for the default).
-# Kept in the session so that a page costs no extra query to find the zone.
-# NOTE: a change made from another browser or the admin shows in this one
-# only after the next login.
-SESSION_KEY = "dashboard_time_zone"
-
 
 class AnalystTimeZoneMiddleware:
     def __init__(self, get_response):
@@ -30,31 +24,28 @@ class AnalystTimeZoneMiddleware:
 
 
 def analyst_time_zone_name(request):
-    """Return the zone name to show times in for this request's user."""
+    """Return the zone name to show times in for this request's user.
+
+    Reads the preference on every request (one indexed query), so a change
+    made in another browser or in the admin applies at the next page.
+    """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return settings.DASHBOARD_TIME_ZONE
 
-    chosen = request.session.get(SESSION_KEY)
-    if chosen is None:
-        chosen = (
-            AnalystPreference.objects.filter(user=user)
-            .values_list("time_zone", flat=True)
-            .first()
-        ) or ""
-        remember_time_zone(request, chosen)
+    chosen = (
+        AnalystPreference.objects.filter(user=user)
+        .values_list("time_zone", flat=True)
+        .first()
+    )
     if chosen and chosen not in time_zone_names():
-        # A zone stored before a tz database update that dropped it.
+        # A zone stored before a tz database update that dropped it, or one
+        # that browsers reject, which the preferences form no longer offers.
         logger.warning(
-            "Analyst %s has unknown time zone %r; showing %s",
+            "Analyst %s has unsupported time zone %r; showing %s",
             user.pk,
             chosen,
             settings.DASHBOARD_TIME_ZONE,
         )
         return settings.DASHBOARD_TIME_ZONE
     return chosen or settings.DASHBOARD_TIME_ZONE
-
-
-def remember_time_zone(request, name):
-    """Store the analyst's chosen zone name ("" for the default) in the session."""
-    request.session[SESSION_KEY] = name

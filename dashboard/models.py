@@ -8,17 +8,29 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 
+def is_offered_time_zone(name):
+    """Return whether analysts may pick zone ``name``.
+
+    Pages format times in the browser with the same name, and browsers'
+    Intl.DateTimeFormat raises RangeError for tz database names such as
+    "localtime" and "Factory". Names with a "/" (such as Europe/Paris or
+    Etc/GMT+5) and "UTC" are accepted.
+    """
+    return "/" in name or name == "UTC"
+
+
 @cache
 def time_zone_names():
-    """Return the sorted IANA zone names this machine's tz database provides."""
+    """Return the sorted zone names of this machine's tz database on offer."""
     # available_timezones() walks the tz database on disk at every call.
-    return sorted(zoneinfo.available_timezones())
+    return sorted(filter(is_offered_time_zone, zoneinfo.available_timezones()))
 
 
 def validate_time_zone(value):
     if value not in time_zone_names():
         raise ValidationError(
-            "%(value)s is not a known IANA time zone name, such as Europe/Paris.",
+            "%(value)s is not a time zone name this dashboard offers: use UTC "
+            "or an IANA Area/Location name such as Europe/Paris.",
             code="invalid_time_zone",
             params={"value": value},
         )

@@ -65,6 +65,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "roundtable_sync",
+    "workflow",
+    "reviews",
+    "alerts",
     "dashboard",
 ]
 
@@ -93,6 +96,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "dashboard.context_processors.banners",
+                "alerts.context_processors.unread_alerts",
             ],
         },
     },
@@ -137,10 +141,14 @@ TIME_ZONE = "UTC"
 # Pages show times in this zone unless an analyst picks another on the
 # preferences page. The database and the worker always work in UTC.
 DASHBOARD_TIME_ZONE = env_str("DASHBOARD_TIME_ZONE", "UTC")
-if DASHBOARD_TIME_ZONE not in zoneinfo.available_timezones():
+# Browsers reject some tz database names, such as "localtime" and "Factory",
+# so the same rule as the preferences form applies: UTC or a name with a "/".
+if DASHBOARD_TIME_ZONE not in zoneinfo.available_timezones() or (
+    "/" not in DASHBOARD_TIME_ZONE and DASHBOARD_TIME_ZONE != "UTC"
+):
     raise ImproperlyConfigured(
-        f"DASHBOARD_TIME_ZONE={DASHBOARD_TIME_ZONE!r} is not a known IANA time "
-        "zone name: use a name such as UTC or Europe/Paris."
+        f"DASHBOARD_TIME_ZONE={DASHBOARD_TIME_ZONE!r} is not a supported IANA "
+        "time zone name: use UTC or an Area/Location name such as Europe/Paris."
     )
 USE_I18N = True
 USE_TZ = True
@@ -205,9 +213,34 @@ if ROUNDTABLE_REVIEW_THRESHOLD >= ROUNDTABLE_BLOCK_THRESHOLD:
         f"ROUNDTABLE_REVIEW_THRESHOLD ({ROUNDTABLE_REVIEW_THRESHOLD}) must be "
         f"below ROUNDTABLE_BLOCK_THRESHOLD ({ROUNDTABLE_BLOCK_THRESHOLD})."
     )
+# Days stored sessions, poll records and coverage gaps are kept, by session
+# time; a daily worker task deletes older ones. 0 keeps them forever.
+ROUNDTABLE_RETENTION_DAYS = env_int("ROUNDTABLE_RETENTION_DAYS", 0, minimum=0)
 # Set by the run command when it starts the sandbox, so pages can say that
 # they show sandbox data.
 ROUNDTABLE_SANDBOX = env_bool("ROUNDTABLE_SANDBOX", False)
+
+# Alerts. Links in e-mails and webhooks point at this address.
+DASHBOARD_BASE_URL = env_http_url("DASHBOARD_BASE_URL", "http://127.0.0.1:8000")
+# Host names or IP addresses that webhooks may reach even though they resolve
+# to private, loopback or other internal addresses.
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS")
+WEBHOOK_CONNECT_TIMEOUT = env_float("WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+WEBHOOK_READ_TIMEOUT = env_float("WEBHOOK_READ_TIMEOUT", 10.0, minimum=0.1)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "roundtable-dashboard@localhost")
 
 # django-q2, configured on purpose rather than left on its defaults. A poll
 # task makes one API call bounded by ROUNDTABLE_REQUEST_DEADLINE; the events

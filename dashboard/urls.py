@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from dashboard.views import (
     export,
@@ -9,6 +9,7 @@ from dashboard.views import (
     preferences,
     session_detail,
     sessions,
+    tags,
     users,
     watchlist,
 )
@@ -31,6 +32,11 @@ urlpatterns = [
         watchlist.watchlist_remove,
         name="watchlist_remove",
     ),
+    path("tags/", tags.tag_list, name="tag_list"),
+    path("tags/add/", tags.tag_add, name="tag_add"),
+    path("tags/<int:pk>/pause/", tags.tag_pause, name="tag_pause"),
+    path("tags/<int:pk>/resume/", tags.tag_resume, name="tag_resume"),
+    path("tags/<int:pk>/remove/", tags.tag_remove, name="tag_remove"),
     path("users/<int:pk>/", users.user_detail, name="user_detail"),
     path("users/<int:pk>/poll-now/", users.user_poll_now, name="user_poll_now"),
     path("sessions/", sessions.session_list, name="session_list"),
@@ -39,6 +45,9 @@ urlpatterns = [
     path("sessions/detail/", session_detail.session_detail, name="session_detail"),
     path("preferences/", preferences.preferences, name="preferences"),
     path("polling/resume/", polling.polling_resume, name="polling_resume"),
+    path("reviews/", include("reviews.urls")),
+    path("alerts/", include("alerts.urls")),
+    path("audit/", include("workflow.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

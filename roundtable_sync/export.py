@@ -2,10 +2,13 @@
 
 import csv
 
+from django.db.models import Subquery
+
+from reviews.models import newest_session_decision
 from roundtable_sync.checks import ordered_check_keys
 from roundtable_sync.models import SessionCheck
 
-BASE_COLUMNS = [
+SESSION_COLUMNS = [
     "user_id",
     "session_id",
     "session_time",
@@ -15,8 +18,11 @@ BASE_COLUMNS = [
     "risk_explanation",
     "tags",
 ]
+# The session's current (newest) decision, empty when undecided.
+DECISION_COLUMNS = ["decision", "decided_by", "decided_at"]
+BASE_COLUMNS = [*SESSION_COLUMNS, *DECISION_COLUMNS]
 # The fields a row reads: the raw payload is large and never exported.
-ROW_FIELDS = [*BASE_COLUMNS, "checks"]
+ROW_FIELDS = [*SESSION_COLUMNS, "checks"]
 CHUNK_SIZE = 2000
 # A spreadsheet runs a cell starting with one of these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -70,12 +76,22 @@ def sessions_csv_rows(sessions):
     columns = check_columns(sessions)
     yield BASE_COLUMNS + [neutralize(header) for _, _, header in columns]
     rows = (
-        sessions.only(*ROW_FIELDS)
+        with_current_decision(sessions.only(*ROW_FIELDS))
         .order_by("session_time", "session_id")
         .iterator(chunk_size=CHUNK_SIZE)
     )
     for session in rows:
         yield _row(session, columns)
+
+
+def with_current_decision(sessions):
+    """Annotate each session with its newest decision's kind, analyst and time."""
+    newest = newest_session_decision()
+    return sessions.annotate(
+        decision_kind=Subquery(newest.values("kind")[:1]),
+        decision_by=Subquery(newest.values("decided_by_label")[:1]),
+        decision_at=Subquery(newest.values("decided_at")[:1]),
+    )
 
 
 def write_sessions_csv(sessions, output):
@@ -111,13 +127,22 @@ def _row(session, columns):
     row = [
         session.user_id,
         session.session_id,
-        session.session_time.isoformat().replace("+00:00", "Z"),
+        _iso_time(session.session_time),
         session.session_time_source,
         session.risk_score,
         session.recommended_action,
         session.risk_explanation,
         ";".join(session.tags),
+        session.decision_kind,
+        session.decision_by,
+        _iso_time(session.decision_at),
     ]
     for group, name, _ in columns:
         row.append(session.checks.get(group, {}).get(name))
     return [neutralize(value) for value in row]
+
+
+def _iso_time(value):
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")

@@ -309,3 +309,74 @@ class ThresholdSetting(models.Model):
 
     def __str__(self):
         return f"review from {self.review}, block from {self.block}"
+
+
+class WatchedTag(models.Model):
+    """A Roundtable tag whose sessions are polled, across all users."""
+
+    tag = models.CharField(max_length=255, unique=True)
+    note = models.TextField(blank=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when the tag was added from the command line.",
+    )
+    added_at = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField(default=True)
+
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # Set by the dispatcher's conditional UPDATE; only the holder polls.
+    claim_token = models.UUIDField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_poll_outcome = models.CharField(
+        max_length=16, choices=PollOutcome.choices, blank=True
+    )
+    last_poll_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["tag"]
+        indexes = [
+            # The dispatcher's scan for active tags whose poll is due.
+            models.Index(fields=["is_active", "next_poll_at"]),
+        ]
+
+    def __str__(self):
+        return self.tag
+
+    @property
+    def added_by_label(self):
+        return self.added_by.get_username() if self.added_by else "command line"
+
+
+class PendingTagSession(models.Model):
+    """A session seen by a tag poll whose user is not known yet.
+
+    Tag responses carry no user ID, and a stored Session needs one, so the
+    session waits here until its report names the user.
+    """
+
+    session_id = models.CharField(max_length=255, primary_key=True)
+    # The tag whose poll found the session first. Removing that tag drops the
+    # lookup, and pausing it delays the lookup until the tag is resumed.
+    watched_tag = models.ForeignKey(
+        WatchedTag, on_delete=models.CASCADE, related_name="pending_sessions"
+    )
+    first_seen_at = models.DateTimeField()
+    # Failed report lookups so far; a session that keeps failing goes to the
+    # back of the queue and is dropped after MAX_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    MAX_ATTEMPTS = 5
+
+    class Meta:
+        indexes = [
+            # The lookup task's queue: fewest failures first, then oldest.
+            models.Index(fields=["attempts", "first_seen_at"]),
+        ]
+
+    def __str__(self):
+        return self.session_id

@@ -1,4 +1,4 @@
-"""django-q2 tasks: the per-minute dispatcher, per-user polls, event fetching.
+"""django-q2 tasks: the per-minute dispatcher, user and tag polls, lookups.
 
 The dispatcher is the only scheduled task (see the migration that creates
 it). Tasks are queued with async_task and never retried by django-q2.
@@ -13,16 +13,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from roundtable_sync import account
+from roundtable_sync import account, tags
 from roundtable_sync.client import RoundtableClient
-from roundtable_sync.dispatch import claim_due_users
+from roundtable_sync.dispatch import claim_due_tags, claim_due_users
 from roundtable_sync.errors import (
     KeyRejectedError,
     NotFoundError,
     RateLimitedError,
     RoundtableError,
 )
-from roundtable_sync.models import AccountState, Session, WatchedUser
+from roundtable_sync.models import AccountState, Session, WatchedTag, WatchedUser
 from roundtable_sync.store import replace_fetched_events
 from roundtable_sync.sync import sync_user
 
@@ -32,7 +32,10 @@ DISPATCH_SCHEDULE_NAME = "roundtable: dispatch polls"
 
 
 def dispatch_polls():
-    """Queue one poll per due user, then one events task. Runs every minute."""
+    """Queue one poll per due user and tag, then one events task.
+
+    Runs every minute and returns the number of polls queued.
+    """
     now = timezone.now()
     account.record_heartbeat(now)
     if not settings.ROUNDTABLE_API_KEY:
@@ -52,11 +55,24 @@ def dispatch_polls():
     token, claimed = claim_due_users(now, limit=1 if probing else None)
     for pk in claimed:
         async_task(poll_user, pk, str(token), group="poll")
-    if claimed:
-        logger.info("Queued %d poll(s)%s", len(claimed), " (probe)" if probing else "")
-    if settings.ROUNDTABLE_EVENTS_PER_MINUTE and _sessions_need_events():
+    tag_claimed = []
+    if not (probing and claimed):
+        tag_token, tag_claimed = claim_due_tags(now, limit=1 if probing else None)
+        for pk in tag_claimed:
+            async_task(poll_tag, pk, str(tag_token), group="poll")
+    queued = len(claimed) + len(tag_claimed)
+    if queued:
+        logger.info(
+            "Queued %d user poll(s) and %d tag poll(s)%s",
+            len(claimed),
+            len(tag_claimed),
+            " (probe)" if probing else "",
+        )
+    if settings.ROUNDTABLE_EVENTS_PER_MINUTE and (
+        _sessions_need_events() or tags.pending_lookups().exists()
+    ):
         async_task(fetch_events, group="events")
-    return len(claimed)
+    return queued
 
 
 def queue_immediate_poll(watched_user):
@@ -67,6 +83,17 @@ def queue_immediate_poll(watched_user):
     token, claimed = claim_due_users(now, user_pks=[watched_user.pk])
     for pk in claimed:
         async_task(poll_user, pk, str(token), group="poll")
+    return bool(claimed)
+
+
+def queue_immediate_tag_poll(watched_tag):
+    """Claim and queue a poll of one tag now, e.g. right after it was added."""
+    now = timezone.now()
+    if not settings.ROUNDTABLE_API_KEY or account.active_pause(now) is not None:
+        return False
+    token, claimed = claim_due_tags(now, tag_pks=[watched_tag.pk])
+    for pk in claimed:
+        async_task(poll_tag, pk, str(token), group="poll")
     return bool(claimed)
 
 
@@ -94,9 +121,32 @@ def poll_user(watched_user_pk, claim_token):
     return result.outcome
 
 
-def _release_claim(user):
-    """Drop a claim without polling, leaving the user due for the next pass."""
-    WatchedUser.objects.filter(pk=user.pk, claim_token=user.claim_token).update(
+def poll_tag(watched_tag_pk, claim_token):
+    """Poll one claimed tag; skip it if the claim was taken over or dropped."""
+    watched = WatchedTag.objects.filter(
+        pk=watched_tag_pk, claim_token=claim_token, is_active=True
+    ).first()
+    if watched is None:
+        logger.info(
+            "Poll of watched tag %s skipped: claim no longer held", watched_tag_pk
+        )
+        return None
+
+    if account.active_pause(timezone.now()) is not None:
+        _release_claim(watched)
+        logger.info("Tag %r: poll skipped: polling is paused account-wide", watched.tag)
+        return None
+
+    logger.info("Tag %r: poll started", watched.tag)
+    with RoundtableClient.from_settings() as client:
+        result = tags.sync_tag(watched, client)
+    logger.info("%s", result.summary())
+    return result.outcome
+
+
+def _release_claim(watched):
+    """Drop a claim without polling, leaving the row due for the next pass."""
+    type(watched).objects.filter(pk=watched.pk, claim_token=watched.claim_token).update(
         claim_token=None, next_poll_at=timezone.now()
     )
 
@@ -106,33 +156,60 @@ def _sessions_need_events():
 
 
 def fetch_events(budget=None, monotonic=time.monotonic):
-    """Fetch events for sessions that arrived without user_logs.
+    """Look up the users of pending tag sessions, then fetch missing events.
 
     Spends at most ``budget`` requests (ROUNDTABLE_EVENTS_PER_MINUTE by
-    default) and one request deadline of wall time. A lease on the account
-    row lets one events task run at a time, so the budget is account-wide.
+    default) on both, and one request deadline of wall time. A lease on the
+    account row lets one such task run at a time, so the budget is
+    account-wide. Returns the number of sessions whose events were fetched.
     """
     budget = settings.ROUNDTABLE_EVENTS_PER_MINUTE if budget is None else budget
     now = timezone.now()
     if not _take_events_lease(now) or account.active_pause(now) is not None:
         return 0
     stop_at = monotonic() + settings.ROUNDTABLE_REQUEST_DEADLINE
+
+    def out_of_time():
+        return monotonic() >= stop_at
+
     fetched = 0
     try:
-        pending = Session.objects.filter(needs_events=True).order_by(
-            "events_attempts", "first_seen_at"
-        )
         with RoundtableClient.from_settings() as client:
-            for session in pending[:budget]:
-                if monotonic() >= stop_at:
-                    break
-                outcome = _fetch_one(client, session)
-                if outcome is _STOP:
-                    break
-                fetched += outcome
+            lookups = tags.look_up_pending(client, _lookup_share(budget), out_of_time)
+            if not lookups.stopped:
+                fetched = _fetch_pending_events(
+                    client, budget - lookups.requests, out_of_time
+                )
     finally:
         AccountState.objects.filter(pk=1).update(events_lease_until=None)
     logger.info("Fetched events for %d session(s)", fetched)
+    return fetched
+
+
+def _lookup_share(budget):
+    """Return the part of the budget that tag-session lookups may spend.
+
+    Half of it, rounded up, while sessions wait for events, so that neither
+    queue starves the other, and all of it otherwise. Requests that the
+    lookups leave unspent go to events.
+    """
+    if _sessions_need_events():
+        return budget - budget // 2
+    return budget
+
+
+def _fetch_pending_events(client, budget, out_of_time):
+    pending = Session.objects.filter(needs_events=True).order_by(
+        "events_attempts", "first_seen_at"
+    )
+    fetched = 0
+    for session in pending[: max(budget, 0)]:
+        if out_of_time():
+            break
+        outcome = _fetch_one(client, session)
+        if outcome is _STOP:
+            break
+        fetched += outcome
     return fetched
 
 

@@ -9,11 +9,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from roundtable_sync.models import (
-    CoverageGap,
-    PollRecord,
-    Session,
     WatchedUser,
 )
+from workflow import audit
+from workflow.erasure import delete_stored_data
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +76,12 @@ class WatchlistChange:
     skipped: list[str] = field(default_factory=list)
 
 
-def add_users(user_ids, added_by=None, note=""):
+def add_users(user_ids, added_by=None, note="", imported=False):
     """Add cleaned user IDs, skipping those already watched. Due at once.
+
+    Records one audit event naming the added IDs, as "watchlist_imported"
+    when ``imported`` (from a CSV file), else "watchlist_added"; the actor is
+    ``added_by``, or the command line when it is None.
 
     Works in batches, so a CSV import of thousands of IDs costs a few
     queries per 500 IDs. When the UI and the command line add the same ID
@@ -125,11 +128,22 @@ def add_users(user_ids, added_by=None, note=""):
             _actor(added_by),
             ", ".join(change.changed[:20]) + ("…" if len(change.changed) > 20 else ""),
         )
+        audit.record(
+            _audit_actor(added_by),
+            "watchlist_imported" if imported else "watchlist_added",
+            user_ids=change.changed,
+            count=len(change.changed),
+            skipped=len(change.skipped),
+        )
     return change
 
 
 def remove_users(user_ids, purge=False, removed_by=None):
-    """Stop watching users; ``purge`` also deletes their stored sessions."""
+    """Stop watching users; ``purge`` also deletes their stored sessions.
+
+    Records one audit event per removed user in the same transaction:
+    "watchlist_purged" with the deleted row counts, else "watchlist_removed".
+    """
     change = WatchlistChange()
     with transaction.atomic():
         for user_id in user_ids:
@@ -139,9 +153,14 @@ def remove_users(user_ids, purge=False, removed_by=None):
                 continue
             change.changed.append(user_id)
             if purge:
-                Session.objects.filter(user_id=user_id).delete()
-                CoverageGap.objects.filter(user_id=user_id).delete()
-                PollRecord.objects.filter(user_id=user_id).delete()
+                audit.record(
+                    _audit_actor(removed_by),
+                    "watchlist_purged",
+                    target=user_id,
+                    **_purge(user_id),
+                )
+            else:
+                audit.record(_audit_actor(removed_by), "watchlist_removed", user_id)
     for user_id in change.changed:
         logger.info(
             "%s: removed from the watchlist by %s%s",
@@ -152,9 +171,20 @@ def remove_users(user_ids, purge=False, removed_by=None):
     return change
 
 
+def _purge(user_id):
+    """Delete the stored data of one user; return the deleted row counts."""
+    return delete_stored_data(user_id)
+
+
 def set_active(watched_user, active, changed_by=None):
     """Pause or resume polling of one user; resuming makes it due at once."""
-    WatchedUser.objects.filter(pk=watched_user.pk).update(is_active=active)
+    with transaction.atomic():
+        WatchedUser.objects.filter(pk=watched_user.pk).update(is_active=active)
+        audit.record(
+            _audit_actor(changed_by),
+            "watchlist_resumed" if active else "watchlist_paused",
+            watched_user.user_id,
+        )
     if active:
         make_due(watched_user, timezone.now())
     logger.info(
@@ -182,3 +212,7 @@ def make_due(watched_user, now):
 
 def _actor(user):
     return user.get_username() if user is not None else "command line"
+
+
+def _audit_actor(user):
+    return user if user is not None else audit.COMMAND_LINE

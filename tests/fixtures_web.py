@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 
 from roundtable_sync import tasks
@@ -26,13 +27,31 @@ def frozen_now_fixture(time_machine):
 
 @pytest.fixture(name="analyst")
 def analyst_fixture(django_user_model):
-    return django_user_model.objects.create_user("analyst", password="unused")
+    """A signed-in user in the analysts group: may act and export."""
+    user = django_user_model.objects.create_user("analyst", password="unused")
+    Group.objects.get(name="analysts").user_set.add(user)
+    return user
 
 
 @pytest.fixture(name="analyst_client")
 def analyst_client_fixture(analyst, frozen_now):
     client = Client()
     client.force_login(analyst)
+    return client
+
+
+@pytest.fixture(name="viewer")
+def viewer_fixture(django_user_model):
+    """A signed-in user in the viewers group: may only read."""
+    user = django_user_model.objects.create_user("viewer", password="unused")
+    Group.objects.get(name="viewers").user_set.add(user)
+    return user
+
+
+@pytest.fixture(name="viewer_client")
+def viewer_client_fixture(viewer, frozen_now):
+    client = Client()
+    client.force_login(viewer)
     return client
 
 

@@ -1,4 +1,4 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.test import override_settings
@@ -13,6 +13,10 @@ from tests.fixtures_web import NOW, make_session
 pytestmark = pytest.mark.django_db
 
 WEEK_AGO = NOW - timedelta(days=7)
+# After the scoring changes of April and May 2026.
+JUNE = datetime(2026, 6, 1, tzinfo=UTC)
+FUTURE = datetime(2300, 1, 1, tzinfo=UTC)
+PRE_EPOCH = datetime(1960, 1, 1, tzinfo=UTC)
 REVIEW_ACTION = "Manual review or require additional verification"
 
 
@@ -58,6 +62,21 @@ def test_session_counts_follow_range():
     assert counts["unscored"] == 1
 
 
+def test_session_counts_ignore_future_session():
+    make_session("u", "now", NOW, risk_score=90)
+    make_session("u", "future", FUTURE, risk_score=90)
+
+    for since in (None, WEEK_AGO):
+        counts = charts.session_counts(since, NOW, current_thresholds())
+
+        assert counts["in_range"] == 1
+        assert counts["flagged"] == 1
+        assert counts["high_risk"] == 1
+        assert counts["last_24h"] == 1
+        assert counts["last_7d"] == 1
+        assert counts["total"] == 2
+
+
 def test_session_counts_all_time():
     make_session("u", "old", NOW - timedelta(days=400), risk_score=90)
 
@@ -80,7 +99,7 @@ def test_histogram_buckets_edges():
         make_session("u", f"s{score}", NOW, risk_score=score)
     make_session("u", "none", NOW, risk_score=None)
 
-    histogram = charts.score_histogram(None, current_thresholds())
+    histogram = charts.score_histogram(None, NOW, current_thresholds())
 
     assert histogram_counts(histogram, "allow") == [2, 1, 0, 0, 1, 0, 0, 0, 0, 0]
     assert histogram_counts(histogram, "review") == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0]
@@ -89,7 +108,7 @@ def test_histogram_buckets_edges():
 
 
 def test_histogram_labels():
-    histogram = charts.score_histogram(None, current_thresholds())
+    histogram = charts.score_histogram(None, NOW, current_thresholds())
 
     assert histogram["labels"][0] == "0–9"
     assert histogram["labels"][-1] == "90–100"
@@ -101,14 +120,14 @@ def test_histogram_splits_bucket_by_band():
     make_session("u", "s52", NOW, risk_score=52)
     make_session("u", "s57", NOW, risk_score=57)
 
-    histogram = charts.score_histogram(None, current_thresholds())
+    histogram = charts.score_histogram(None, NOW, current_thresholds())
 
     assert histogram_counts(histogram, "allow")[5] == 1
     assert histogram_counts(histogram, "review")[5] == 1
 
 
 def test_histogram_names_bands():
-    histogram = charts.score_histogram(None, current_thresholds())
+    histogram = charts.score_histogram(None, NOW, current_thresholds())
 
     labels = [item["label"] for item in histogram["bands"]]
     assert labels == ["Allow (below 50)", "Review (50–69)", "Block (70 and above)"]
@@ -117,7 +136,7 @@ def test_histogram_names_bands():
 def test_histogram_table_rows():
     make_session("u", "s", NOW, risk_score=72)
 
-    histogram = charts.score_histogram(None, current_thresholds())
+    histogram = charts.score_histogram(None, NOW, current_thresholds())
 
     assert histogram["rows"][7] == {"label": "70–79", "counts": [0, 0, 1]}
 
@@ -125,7 +144,7 @@ def test_histogram_table_rows():
 def test_histogram_follows_range():
     make_session("u", "old", NOW - timedelta(days=8), risk_score=10)
 
-    histogram = charts.score_histogram(WEEK_AGO, current_thresholds())
+    histogram = charts.score_histogram(WEEK_AGO, NOW, current_thresholds())
 
     assert histogram["total"] == 0
 
@@ -172,14 +191,14 @@ def test_risk_over_time_uses_current_time_zone():
 def test_risk_over_time_empty():
     series = charts.risk_over_time(WEEK_AGO, NOW, current_thresholds())
 
-    assert series == {"days": [], "scoring_changes": []}
+    assert series == {"days": [], "scoring_changes": [], "left_out_sessions": 0}
 
 
 def test_risk_over_time_marks_scoring_changes():
     make_session("u", "a", NOW.replace(month=3, day=25), risk_score=30)
     make_session("u", "b", NOW.replace(month=5, day=10), risk_score=60)
 
-    series = charts.risk_over_time(None, NOW, current_thresholds())
+    series = charts.risk_over_time(None, JUNE, current_thresholds())
 
     dates = [change["date"] for change in series["scoring_changes"]]
     assert dates == ["2026-04-01", "2026-05-01"]
@@ -189,10 +208,51 @@ def test_scoring_change_says_day_unknown():
     make_session("u", "a", NOW.replace(month=3, day=25), risk_score=30)
     make_session("u", "b", NOW.replace(month=5, day=10), risk_score=60)
 
-    series = charts.risk_over_time(None, NOW, current_thresholds())
+    series = charts.risk_over_time(None, JUNE, current_thresholds())
 
     description = series["scoring_changes"][0]["description"]
     assert "(exact day not published)" in description
+
+
+def test_risk_over_time_ignores_future_session():
+    make_session("u", "past", NOW - timedelta(days=2), risk_score=40)
+    make_session("u", "future", FUTURE, risk_score=90)
+
+    series = charts.risk_over_time(None, NOW, current_thresholds())
+
+    assert [point["date"] for point in series["days"]] == ["2026-02-28"]
+    assert series["days"][0]["average"] == 40.0
+
+
+def test_risk_over_time_range_ignores_future_session():
+    make_session("u", "future", FUTURE, risk_score=90)
+
+    series = charts.risk_over_time(WEEK_AGO, NOW, current_thresholds())
+
+    assert series["days"] == []
+
+
+def test_risk_over_time_caps_days_before_pre_epoch_session():
+    make_session("u", "ancient", PRE_EPOCH, risk_score=90)
+    make_session("u", "recent", NOW - timedelta(days=1), risk_score=40)
+
+    series = charts.risk_over_time(None, NOW, current_thresholds())
+
+    dates = [point["date"] for point in series["days"]]
+    assert len(dates) == charts.MAX_SERIES_DAYS
+    assert dates[-1] == "2026-03-01"
+    assert dates[0] == str(date(2026, 3, 1) - timedelta(charts.MAX_SERIES_DAYS - 1))
+    assert series["left_out_sessions"] == 1
+
+
+def test_risk_over_time_within_cap_leaves_none_out():
+    make_session("u", "a", NOW - timedelta(days=charts.MAX_SERIES_DAYS - 1))
+    make_session("u", "b", NOW)
+
+    series = charts.risk_over_time(None, NOW, current_thresholds())
+
+    assert len(series["days"]) == charts.MAX_SERIES_DAYS
+    assert series["left_out_sessions"] == 0
 
 
 # Recommended actions
@@ -206,7 +266,7 @@ def test_actions_documented_first_then_others():
     make_session("u", "e", NOW, recommended_action=None)
     make_session("u", "f", NOW, recommended_action=REVIEW_ACTION)
 
-    actions = charts.sessions_by_action(None)
+    actions = charts.sessions_by_action(None, NOW)
 
     assert actions["bars"] == [
         {"label": "Auto-accept", "count": 1, "kind": "documented"},
@@ -222,16 +282,41 @@ def test_actions_capped():
     for i in range(charts.MAX_ACTIONS + 1):
         make_session("u", f"s{i}", NOW, recommended_action=f"action {i:02}")
 
-    actions = charts.sessions_by_action(None)
+    actions = charts.sessions_by_action(None, NOW)
 
     assert len(actions["bars"]) == charts.MAX_ACTIONS
     assert actions["truncated"] is True
 
 
+def test_actions_keep_documented_past_cap():
+    for i in range(charts.MAX_ACTIONS + 5):
+        for copy in range(3):
+            make_session("u", f"s{i}-{copy}", NOW, recommended_action=f"action {i:02}")
+    make_session("u", "accept", NOW, recommended_action="Auto-accept")
+    make_session("u", "missing", NOW, recommended_action=None)
+
+    actions = charts.sessions_by_action(None, NOW)
+
+    labels = [bar["label"] for bar in actions["bars"]]
+    assert len(labels) == charts.MAX_ACTIONS
+    assert labels[0] == "Auto-accept"
+    assert labels[-1] == charts.MISSING_ACTION_LABEL
+    assert labels[1] == "action 00 (undocumented)"
+    assert actions["truncated"] is True
+
+
+def test_actions_ignore_future_session():
+    make_session("u", "future", FUTURE, recommended_action="Escalate")
+
+    actions = charts.sessions_by_action(None, NOW)
+
+    assert actions["bars"] == []
+
+
 def test_actions_follow_range():
     make_session("u", "old", NOW - timedelta(days=8))
 
-    actions = charts.sessions_by_action(WEEK_AGO)
+    actions = charts.sessions_by_action(WEEK_AGO, NOW)
 
     assert actions["bars"] == []
 
@@ -244,7 +329,7 @@ def test_check_rates_counts_and_percentages():
     for i, status in enumerate(statuses):
         add_checks(make_session("u", f"s{i}", NOW), device__vpn=status)
 
-    (row,) = charts.check_rates(None)
+    (row,) = charts.check_rates(None, NOW)
 
     assert row["group"] == "device"
     assert row["name"] == "vpn"
@@ -260,7 +345,7 @@ def test_check_rates_counts_and_percentages():
 def test_check_rate_none_when_only_unknown():
     add_checks(make_session("u", "s", NOW), biometric__agent_behavior="Unknown")
 
-    (row,) = charts.check_rates(None)
+    (row,) = charts.check_rates(None, NOW)
 
     assert row["detection_percent"] is None
     assert row["unknown_percent"] == 100.0
@@ -276,7 +361,7 @@ def test_checks_in_documented_order_then_alphabetical():
         device__bot="Detected",
     )
 
-    rows = charts.check_rates(None)
+    rows = charts.check_rates(None, NOW)
 
     names = [row["name"] for row in rows]
     assert names == ["agent_behavior", "bot", "vpn", "aa_new", "zz_new"]
@@ -288,7 +373,7 @@ def test_check_rates_follow_range():
         make_session("u", "old", NOW - timedelta(days=8)), device__vpn="Detected"
     )
 
-    assert charts.check_rates(WEEK_AGO) == []
+    assert charts.check_rates(WEEK_AGO, NOW) == []
 
 
 # Riskiest users and newest flagged sessions
@@ -302,7 +387,7 @@ def test_riskiest_users_by_max_score_then_flagged():
     make_session("tie-few", "f1", NOW, risk_score=80)
     make_session("unscored", "u1", NOW, risk_score=None)
 
-    rows = charts.riskiest_users(None, current_thresholds())
+    rows = charts.riskiest_users(None, NOW, current_thresholds())
 
     assert [row["user_id"] for row in rows] == [
         "high",
@@ -320,7 +405,7 @@ def test_riskiest_users_limited():
     for i in range(charts.TOP_USERS + 3):
         make_session(f"user-{i:02}", f"s{i}", NOW, risk_score=i)
 
-    rows = charts.riskiest_users(None, current_thresholds())
+    rows = charts.riskiest_users(None, NOW, current_thresholds())
 
     assert len(rows) == charts.TOP_USERS
     assert rows[0]["user_id"] == "user-12"
@@ -329,7 +414,7 @@ def test_riskiest_users_limited():
 def test_riskiest_users_follow_range():
     make_session("old", "s", NOW - timedelta(days=8), risk_score=99)
 
-    assert charts.riskiest_users(WEEK_AGO, current_thresholds()) == []
+    assert charts.riskiest_users(WEEK_AGO, NOW, current_thresholds()) == []
 
 
 def test_newest_flagged_sessions():
@@ -344,16 +429,37 @@ def test_newest_flagged_sessions():
     make_session("u", "by-score", NOW - timedelta(hours=2), risk_score=65)
     make_session("u", "old", NOW - timedelta(days=8), risk_score=95)
 
-    sessions = charts.newest_flagged_sessions(WEEK_AGO, current_thresholds())
+    sessions = charts.newest_flagged_sessions(WEEK_AGO, NOW, current_thresholds())
 
     assert [s.session_id for s in sessions] == ["by-action", "by-score"]
+
+
+def test_newest_flagged_sessions_exclude_future():
+    make_session("u", "future", FUTURE, risk_score=95)
+    make_session("u", "now", NOW, risk_score=95)
+
+    sessions = charts.newest_flagged_sessions(None, NOW, current_thresholds())
+
+    assert [s.session_id for s in sessions] == ["now"]
+
+
+def test_riskiest_users_exclude_future():
+    make_session("future", "f", FUTURE, risk_score=99)
+
+    assert charts.riskiest_users(None, NOW, current_thresholds()) == []
+
+
+def test_check_rates_exclude_future():
+    add_checks(make_session("u", "future", FUTURE), device__vpn="Detected")
+
+    assert charts.check_rates(None, NOW) == []
 
 
 def test_newest_flagged_sessions_limited():
     for i in range(charts.NEWEST_FLAGGED + 2):
         make_session("u", f"s{i:02}", NOW - timedelta(minutes=i), risk_score=90)
 
-    sessions = charts.newest_flagged_sessions(None, current_thresholds())
+    sessions = charts.newest_flagged_sessions(None, NOW, current_thresholds())
 
     assert len(sessions) == charts.NEWEST_FLAGGED
     assert sessions[0].session_id == "s00"

@@ -10,6 +10,7 @@ from roundtable_sync.models import AccountState, PauseReason, Session, WatchedUs
 from roundtable_sync.store import store_sessions
 from tests import payloads
 from tests.test_store import NOW, parsed
+from workflow.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +126,47 @@ def test_list_reports_account_pause():
 
     assert "Polling is paused account-wide until" in stderr.getvalue()
     assert "Rate limited." in stderr.getvalue()
+
+
+# Audit
+
+
+def test_add_is_audited_as_command_line(queued_polls):
+    run("add", "alice", "bob")
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_added"
+    assert event.actor is None
+    assert event.actor_label == "command line"
+    assert event.details["user_ids"] == ["alice", "bob"]
+
+
+def test_remove_is_audited_per_user():
+    WatchedUser.objects.create(user_id="alice")
+    WatchedUser.objects.create(user_id="bob")
+
+    run("remove", "alice", "bob", "carol")
+
+    events = AuditEvent.objects.order_by("id")
+    assert [event.target for event in events] == ["alice", "bob"]
+    assert {event.action for event in events} == {"watchlist_removed"}
+
+
+def test_purge_is_audited_with_counts():
+    WatchedUser.objects.create(user_id="alice")
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+
+    run("remove", "alice", "--purge")
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_purged"
+    assert event.actor_label == "command line"
+    assert event.details["sessions"] == 1
+    assert event.details["session_related"] > 0
+
+
+def test_invalid_id_is_not_audited():
+    with pytest.raises(CommandError):
+        run("add", "alice", "")
+
+    assert not AuditEvent.objects.exists()

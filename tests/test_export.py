@@ -9,6 +9,7 @@ from roundtable_sync.models import WatchedUser
 from roundtable_sync.store import store_sessions
 from tests import payloads
 from tests.test_store import NOW, parsed
+from workflow.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def test_header_lists_base_then_documented_checks():
 
     header = export()[0]
 
-    assert header[:8] == [
+    assert header[:11] == [
         "user_id",
         "session_id",
         "session_time",
@@ -33,13 +34,16 @@ def test_header_lists_base_then_documented_checks():
         "recommended_action",
         "risk_explanation",
         "tags",
+        "decision",
+        "decided_by",
+        "decided_at",
     ]
-    assert header[8:11] == [
+    assert header[11:14] == [
         "agent_behavior",
         "programmatic_typing",
         "teleporting_mouse",
     ]
-    assert header[17:] == [
+    assert header[20:] == [
         "bot",
         "virtual_machine",
         "software_renderer",
@@ -77,7 +81,7 @@ def test_unknown_checks_follow_alphabetically_and_missing_are_empty():
     rows = export()
     header = rows[0]
 
-    assert header[8:] == ["agent_behavior", "alpha_check", "zeta_check"]
+    assert header[11:] == ["agent_behavior", "alpha_check", "zeta_check"]
     by_id = {row[1]: dict(zip(header, row, strict=True)) for row in rows[1:]}
     assert by_id["new"]["agent_behavior"] == ""
     assert by_id["new"]["alpha_check"] == "Weird"
@@ -98,7 +102,7 @@ def test_colliding_check_names_get_group_prefix():
 
     header = export()[0]
 
-    assert header[8:] == ["biometric.shared", "device.shared"]
+    assert header[11:] == ["biometric.shared", "device.shared"]
 
 
 @pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
@@ -184,5 +188,40 @@ def test_overlong_check_name_still_gets_a_column():
 
     header, row = export()
 
-    assert header[8:] == [long_name]
-    assert row[8] == "Detected"
+    assert header[11:] == [long_name]
+    assert row[11] == "Detected"
+
+
+def test_export_is_audited_with_filter_and_row_count(tmp_path):
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+    store_sessions("bob", parsed(payloads.session("s2")), NOW)
+
+    call_command(
+        "export_sessions",
+        "--user",
+        "alice",
+        "--output",
+        str(tmp_path / "alice.csv"),
+        stderr=io.StringIO(),
+    )
+
+    event = AuditEvent.objects.get()
+    assert event.action == "sessions_exported"
+    assert event.actor is None
+    assert event.actor_label == "command line"
+    assert event.details["filters"] == {"user": "alice"}
+    assert event.details["rows"] == 1
+    assert event.details["completed"] is True
+
+
+def test_failed_export_is_audited_as_incomplete(tmp_path):
+    store_sessions("alice", parsed(payloads.session("s1")), NOW)
+
+    with pytest.raises(CommandError):
+        call_command(
+            "export_sessions", "--output", str(tmp_path / "missing" / "out.csv")
+        )
+
+    event = AuditEvent.objects.get()
+    assert event.details["completed"] is False
+    assert event.details["rows"] is None

@@ -6,7 +6,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.filters import DOCUMENTED_ACTIONS, SessionFilterForm
+from dashboard.filters import DOCUMENTED_ACTIONS, SessionFilterForm, filter_value
 from roundtable_sync.models import Session, SessionCheck
 from tests.fixtures_web import NOW, make_session
 
@@ -184,6 +184,74 @@ def test_date_range_follows_current_time_zone():
     assert result == ["local"]
 
 
+def test_time_range_accepts_instants():
+    make_session("u", "before", datetime(2026, 3, 2, 9, 59, 59, tzinfo=UTC))
+    make_session("u", "start", datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    make_session("u", "end", datetime(2026, 3, 2, 12, 30, tzinfo=UTC))
+    make_session("u", "after", datetime(2026, 3, 2, 12, 30, 1, tzinfo=UTC))
+
+    result = matching("since=2026-03-02T10:00&until=2026-03-02T12:30:00")
+
+    assert result == ["end", "start"]
+
+
+def test_time_range_instants_follow_current_time_zone():
+    make_session("u", "utc-ten", datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    make_session("u", "paris-ten", datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+    with timezone.override("Europe/Paris"):
+        result = matching("since=2026-03-02T10:00&until=2026-03-02T10:00")
+
+    assert result == ["paris-ten"]
+
+
+def test_time_range_mixes_instant_and_day():
+    make_session("u", "morning", datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+    make_session("u", "evening", datetime(2026, 3, 3, 23, 0, tzinfo=UTC))
+    make_session("u", "next-day", datetime(2026, 3, 4, 0, 0, tzinfo=UTC))
+
+    assert matching("since=2026-03-02T09:00&until=2026-03-03") == ["evening"]
+
+
+def test_time_range_accepts_utc_offset():
+    make_session("u", "s1", datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+
+    with timezone.override("Asia/Tokyo"):
+        result = matching("since=2026-03-02T11:00%2B01:00")
+
+    assert result == ["s1"]
+
+
+def test_reversed_instant_range_ignores_end():
+    make_session("u", "s1", NOW)
+    form = SessionFilterForm(QueryDict("since=2026-03-02T12:00&until=2026-03-02"))
+
+    assert "until" not in errors("since=2026-03-02T12:00&until=2026-03-02")
+    assert "until" in errors("since=2026-03-02T12:00&until=2026-03-02T11:59")
+    assert list(form.filter(Session.objects.all())) != []
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (datetime(2026, 3, 2, 12, 0, tzinfo=UTC), "2026-03-02T13:00:00"),
+        # Clocks in Paris go back at 01:00 UTC, so 00:30 and 01:30 UTC both
+        # read 02:30 there, and the second one carries its offset.
+        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "2026-10-25T02:30:00"),
+        (datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "2026-10-25T02:30:00+01:00"),
+    ],
+)
+def test_filter_value_round_trips(moment, expected):
+    with timezone.override("Europe/Paris"):
+        value = filter_value(moment)
+        form = SessionFilterForm(QueryDict(f"since={value.replace('+', '%2B')}"))
+        form.is_valid()
+
+    assert value == expected
+    # Aware datetimes in a repeated hour never compare equal across zones.
+    assert form.cleaned_data["since"].astimezone(UTC) == moment
+
+
 def test_text_searches_ids_tags_and_explanation():
     make_session("needle-user", "s1", NOW)
     make_session("u", "s2-NEEDLE", NOW)
@@ -255,6 +323,8 @@ def test_invalid_score_names_value_and_other_filters_apply():
         ("band=purple", "band"),
         ("since=2026-13-01", "since"),
         ("until=yesterday", "until"),
+        ("since=2026-03-02T25:00", "since"),
+        ("until=2026-03-02Tnoon", "until"),
     ],
 )
 def test_invalid_values_are_field_errors(query, field):
@@ -321,14 +391,26 @@ def test_export_url_includes_fixed_user():
     assert QueryDict(query)["band"] == "block"
 
 
-def test_offered_actions_add_values_present_in_data():
+def test_offered_actions_are_documented_only(django_assert_num_queries):
     make_session("u", "s1", NOW, recommended_action="Escalate to fraud team")
-    make_session("u", "s2", NOW, recommended_action="Auto-accept")
-    make_session("u", "s3", NOW, recommended_action=None)
+    form = SessionFilterForm(QueryDict(""))
 
-    offered = SessionFilterForm(QueryDict("")).offered_actions()
+    with django_assert_num_queries(0):
+        offered = form.offered_actions()
 
-    assert offered == [*DOCUMENTED_ACTIONS, "Escalate to fraud team"]
+    assert offered == list(DOCUMENTED_ACTIONS)
+
+
+def test_offered_actions_add_requested_undocumented():
+    form = SessionFilterForm(QueryDict("action=Escalate"))
+
+    assert form.offered_actions() == [*DOCUMENTED_ACTIONS, "Escalate"]
+
+
+def test_offered_actions_keep_requested_documented_once():
+    form = SessionFilterForm(QueryDict("action=Unknown"))
+
+    assert form.offered_actions() == list(DOCUMENTED_ACTIONS)
 
 
 def test_date_range_covers_whole_local_day_across_dst():

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 
@@ -14,6 +15,7 @@ from tests import payloads
 from tests.test_store import parsed
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
 SCRIPT = "<script>alert(1)</script>"
 IMAGE = '"><img src=x onerror=alert(1)>'
 HOSTILE = f"{SCRIPT}{IMAGE}"
@@ -84,18 +86,27 @@ def hostile_pages(watched, session_id):
         reverse("user_detail", kwargs={"pk": watched.pk}),
         reverse("session_list"),
         reverse("session_list") + "?" + urlencode({"tag": HOSTILE, "q": HOSTILE}),
+        reverse("session_list") + "?" + urlencode({"action": HOSTILE}),
         detail,
+        reverse("watchlist_remove", kwargs={"pk": watched.pk}),
+        reverse("workflow:erase_user") + "?" + urlencode({"user": watched.user_id}),
         reverse("preferences"),
     ]
 
 
 @pytest.mark.django_db
-def test_markup_from_api_is_escaped_on_every_page(hostile_data, django_user_model):
+def test_markup_from_api_is_escaped_on_every_page(
+    hostile_data, django_user_model, time_machine
+):
+    # After the stored sessions, so every figure of the overview shows them.
+    time_machine.move_to(NOW, tick=False)
     watched, session_id = hostile_data
     assert ScoreChange.objects.count() == 1
     assert SessionEvent.objects.count() == 1
     client = Client()
-    client.force_login(django_user_model.objects.create_user("analyst"))
+    analyst = django_user_model.objects.create_user("analyst")
+    Group.objects.get(name="analysts").user_set.add(analyst)
+    client.force_login(analyst)
 
     for url in hostile_pages(watched, session_id):
         response = client.get(url)
@@ -114,4 +125,18 @@ def test_hostile_session_page_shows_escaped_text(hostile_data, django_user_model
 
     response = client.get(reverse("session_detail"), {"id": session_id})
 
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.content.decode()
+    assert ESCAPED_SCRIPT in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_unknown_hostile_session_id_is_404_escaped(django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("analyst"))
+
+    response = client.get(reverse("session_detail"), {"id": HOSTILE})
+
+    html = response.content.decode()
+    assert response.status_code == 404
+    assert SCRIPT not in html
+    assert "<img src=x" not in html
+    assert ESCAPED_SCRIPT in html

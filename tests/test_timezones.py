@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from dashboard.middleware import SESSION_KEY
 from dashboard.models import AnalystPreference
 from roundtable_sync.models import WatchedUser
 from tests.fixtures_web import (  # noqa: F401
@@ -97,30 +98,39 @@ def test_anonymous_pages_use_default(anonymous_client, settings):
     assert "_auth_user_id" not in anonymous_client.session
 
 
-def test_zone_is_read_once_per_login_session(analyst_client, stored_session):
-    with CaptureQueriesContext(connection) as first:
-        analyst_client.get(session_url())
+def test_zone_is_read_on_every_request(analyst_client, stored_session):
+    analyst_client.get(session_url())
     with CaptureQueriesContext(connection) as second:
         analyst_client.get(session_url())
 
-    assert any(PREFERENCE_TABLE in query["sql"] for query in first.captured_queries)
-    assert not any(
-        PREFERENCE_TABLE in query["sql"] for query in second.captured_queries
-    )
+    preference_queries = [
+        query for query in second.captured_queries if PREFERENCE_TABLE in query["sql"]
+    ]
+    assert len(preference_queries) == 1
+
+
+def test_zone_changed_elsewhere_applies_at_next_page(
+    analyst_client, analyst, stored_session
+):
+    analyst_client.get(session_url())
+    # As from the admin or another browser, outside this login session.
+    AnalystPreference.objects.create(user=analyst, time_zone="Asia/Tokyo")
+
+    response = analyst_client.get(session_url())
+
+    assertContains(response, "2026-03-02 21:00:00 JST")
 
 
 def test_zone_dropped_from_tz_database_falls_back(
     analyst_client, analyst, stored_session, caplog
 ):
-    AnalystPreference.objects.filter(user=analyst).delete()
-    session = analyst_client.session
-    session[SESSION_KEY] = "Mars/Olympus_Mons"
-    session.save()
+    # Saved without validation, as a row written before a tz database update.
+    AnalystPreference.objects.create(user=analyst, time_zone="Mars/Olympus_Mons")
 
     response = analyst_client.get(session_url())
 
     assertContains(response, "2026-03-02 12:00:00 UTC")
-    assert "unknown time zone 'Mars/Olympus_Mons'" in caplog.text
+    assert "unsupported time zone 'Mars/Olympus_Mons'" in caplog.text
 
 
 # Preferences page
@@ -183,8 +193,41 @@ def test_invalid_zone_rejected_by_form(analyst_client, analyst):
 def test_invalid_zone_rejected_by_model(analyst):
     preference = AnalystPreference(user=analyst, time_zone="Mars/Olympus_Mons")
 
-    with pytest.raises(ValidationError, match="not a known IANA time zone name"):
+    with pytest.raises(ValidationError, match="not a time zone name this dashboard"):
         preference.full_clean()
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory", "EST5EDT"])
+def test_browser_rejected_zone_not_offered(analyst_client, name):
+    response = analyst_client.get(PREFERENCES)
+
+    assertNotContains(response, f'<option value="{name}">')
+
+
+def test_utc_and_area_zones_offered(analyst_client):
+    response = analyst_client.get(PREFERENCES)
+
+    assertContains(response, '<option value="UTC">UTC</option>')
+    assertContains(response, '<option value="Etc/GMT+5">Etc/GMT+5</option>')
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_browser_rejected_zone_rejected_by_model(analyst, name):
+    preference = AnalystPreference(user=analyst, time_zone=name)
+
+    with pytest.raises(ValidationError, match="not a time zone name this dashboard"):
+        preference.full_clean()
+
+
+def test_browser_rejected_zone_in_preference_falls_back(
+    analyst_client, analyst, stored_session, caplog
+):
+    AnalystPreference.objects.create(user=analyst, time_zone="localtime")
+
+    response = analyst_client.get(session_url())
+
+    assertContains(response, "2026-03-02 12:00:00 UTC")
+    assert "unsupported time zone 'localtime'" in caplog.text
 
 
 def test_preferences_requires_csrf_token(analyst):
@@ -222,12 +265,98 @@ def test_invalid_setting_stops_start_up():
 
     assert result.returncode != 0
     assert (
-        "DASHBOARD_TIME_ZONE='Mars/Olympus_Mons' is not a known IANA time zone name"
+        "DASHBOARD_TIME_ZONE='Mars/Olympus_Mons' is not a supported IANA time zone"
         in result.stderr
     )
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_browser_rejected_setting_stops_start_up(name):
+    result = load_settings(DASHBOARD_TIME_ZONE=name)
+
+    assert result.returncode != 0
+    assert f"DASHBOARD_TIME_ZONE='{name}' is not a supported" in result.stderr
 
 
 def test_valid_setting_starts():
     result = load_settings(DASHBOARD_TIME_ZONE="Europe/Paris")
 
     assert result.returncode == 0, result.stderr
+
+
+# The user page's chart script, run by Node.js against a stub DOM and Chart.js
+
+RUN_USER_CHART = """
+const fs = require("fs");
+const vm = require("vm");
+const [script, data, withChart] = process.argv.slice(1);
+const listeners = [];
+const elements = {
+  "risk-chart-data": { textContent: data },
+  "risk-chart": {},
+};
+const context = {
+  document: {
+    documentElement: {},
+    getElementById: (id) => elements[id] || null,
+    addEventListener: (name, listener) => listeners.push(listener),
+  },
+  getComputedStyle: () => ({ getPropertyValue: () => "" }),
+};
+let config = null;
+if (withChart === "yes") {
+  context.Chart = function (canvas, options) { config = options; };
+}
+vm.runInNewContext(fs.readFileSync(script, "utf8"), context);
+listeners.forEach((listener) => listener());
+const x = config && config.options.scales.x;
+console.log(JSON.stringify(config && {
+  title: x.title.text,
+  tick: x.ticks.callback(Date.UTC(2026, 2, 2, 12)),
+}));
+"""
+
+
+def run_user_chart(time_zone, with_chart=True):
+    """Run static/js/user_detail.js in Node.js and return what it drew."""
+    data = {
+        "time_zone": time_zone,
+        "series": [{"label": "Block", "band": "block", "points": []}],
+        "scoring_changes": [],
+    }
+    result = subprocess.run(
+        [
+            shutil.which("node") or "node",
+            "-e",
+            RUN_USER_CHART,
+            str(django_settings.BASE_DIR / "static" / "js" / "user_detail.js"),
+            json.dumps(data),
+            "yes" if with_chart else "no",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_user_chart_falls_back_to_utc_for_rejected_zone(name):
+    drawn = run_user_chart(name)
+
+    assert drawn["title"] == "Session time (UTC)"
+    assert "2026" in drawn["tick"]
+
+
+@pytest.mark.process
+def test_user_chart_uses_valid_zone():
+    drawn = run_user_chart("Asia/Tokyo")
+
+    assert drawn["title"] == "Session time (Asia/Tokyo)"
+
+
+@pytest.mark.process
+def test_user_chart_skipped_without_chart_js():
+    assert run_user_chart("UTC", with_chart=False) is None

@@ -1,14 +1,18 @@
 import csv
 import io
 import types
+from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.http import QueryDict
+from django.test import override_settings
 from django.urls import reverse
 from pytest_django.asserts import assertRedirects
 
 from dashboard.filters import SessionFilterForm
+from dashboard.views.export import audited_stream
 from roundtable_sync.export import stream_sessions_csv
 from roundtable_sync.models import Session, SessionCheck
 from tests.fixtures_web import (  # noqa: F401
@@ -18,7 +22,10 @@ from tests.fixtures_web import (  # noqa: F401
     anonymous_client_fixture,
     frozen_now_fixture,
     make_session,
+    viewer_client_fixture,
+    viewer_fixture,
 )
+from workflow.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +102,50 @@ def test_exports_exactly_filtered_rows(analyst_client):
     response = analyst_client.get(export_url("user=alice&band=block&tag=x"))
 
     assert list(by_session_id(response)) == ["match"]
+
+
+@pytest.fixture(name="varied_sessions")
+def varied_sessions_fixture(frozen_now):
+    """Sessions that each filter below splits, around midnight in Paris."""
+    paris_midnight = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)
+    make_session("alice", "a-low", paris_midnight.replace(hour=22), risk_score=10)
+    make_session(
+        "alice",
+        "a-review",
+        paris_midnight,
+        risk_score=55,
+        recommended_action="Manual review or require additional verification",
+        tags=["checkout"],
+    )
+    make_session("bob", "b-block", NOW, risk_score=90, risk_explanation="Needle")
+    make_session("bob", "b-unscored", NOW, risk_score=None, recommended_action=None)
+    make_session("carol", "c-odd", NOW, risk_score=70, recommended_action="Escalate")
+
+
+@override_settings(DASHBOARD_TIME_ZONE="Europe/Paris")
+@pytest.mark.parametrize(
+    "query",
+    [
+        "score_min=50&score_max=80",
+        "flagged=1",
+        "action=Escalate",
+        "action=Manual+review+or+require+additional+verification",
+        "q=needle",
+        "q=a-",
+        "since=2026-03-01",
+        "until=2026-02-28",
+        "since=2026-03-01T00:00&until=2026-03-02T12:00",
+        "flagged=1&since=2026-02-28&until=2026-03-01&score_min=50",
+    ],
+)
+def test_export_equals_explorer_rows(analyst_client, varied_sessions, query):
+    explorer = analyst_client.get(f"{reverse('session_list')}?{query}")
+
+    exported = sorted(by_session_id(analyst_client.get(export_url(query))))
+    shown = sorted(row.session_id for row in explorer.context["table"].rows)
+    assert not explorer.context["form"].errors
+    assert exported == shown
+    assert 0 < len(shown) < Session.objects.count()
 
 
 def test_check_filter_exports_matching_sessions(analyst_client):
@@ -182,12 +233,97 @@ def test_stream_is_lazy_generator():
     assert next(stream).startswith("alice,s1,")
 
 
-def test_stream_runs_two_queries(analyst_client, django_assert_max_num_queries):
-    for index in range(5):
+@pytest.mark.parametrize("size", [5, 50])
+def test_stream_query_count_is_fixed(
+    analyst_client, django_assert_max_num_queries, size
+):
+    for index in range(size):
         make_session("alice", f"s{index}", NOW)
     response = analyst_client.get(export_url())
 
-    with django_assert_max_num_queries(2):
+    # The checks present (two), the rows in one chunk, and the audit event.
+    with django_assert_max_num_queries(4):
         lines = list(response.streaming_content)
 
-    assert len(lines) == 6
+    assert len(lines) == size + 1
+
+
+# Roles and audit
+
+
+def test_viewer_cannot_export(viewer_client):
+    make_session("alice", "s1", NOW)
+
+    response = viewer_client.get(export_url())
+
+    assert response.status_code == 403
+    assert not AuditEvent.objects.exists()
+
+
+def test_viewer_granted_export_can_export(viewer_client, viewer):
+    make_session("alice", "s1", NOW)
+    viewer.user_permissions.add(
+        Permission.objects.get(content_type__app_label="workflow", codename="export")
+    )
+
+    response = viewer_client.get(export_url())
+
+    assert response.status_code == 200
+    assert len(rows(response)) == 2
+
+
+def test_viewer_sees_no_export_link(viewer_client):
+    response = viewer_client.get(reverse("session_list"))
+
+    assert reverse("session_export").encode() not in response.content
+
+
+def test_analyst_sees_export_link(analyst_client):
+    response = analyst_client.get(reverse("session_list"))
+
+    assert reverse("session_export").encode() in response.content
+
+
+def test_finished_export_is_audited_with_filter(analyst_client):
+    make_session("alice", "s1", NOW)
+    make_session("alice", "s2", NOW)
+    make_session("bob", "s3", NOW)
+
+    response = analyst_client.get(export_url("user=alice"))
+    content(response)
+
+    event = AuditEvent.objects.get()
+    assert event.action == "sessions_exported"
+    assert event.actor_label == "analyst"
+    assert event.details == {"filters": {"user": "alice"}, "rows": 2, "completed": True}
+
+
+def test_export_is_audited_only_when_streamed(analyst_client):
+    make_session("alice", "s1", NOW)
+
+    analyst_client.get(export_url())
+
+    assert not AuditEvent.objects.exists()
+
+
+def test_export_cut_short_is_audited(analyst):
+    for index in range(3):
+        make_session("alice", f"s{index}", NOW)
+    lines = stream_sessions_csv(Session.objects.all())
+    stream = audited_stream(lines, analyst, {"user": "alice"})
+    next(stream)  # the header
+    next(stream)  # the first row
+
+    # What a WSGI server does, through the response, when the client leaves.
+    stream.close()
+
+    event = AuditEvent.objects.get()
+    assert event.details["completed"] is False
+    assert event.details["rows"] == 1
+    assert event.details["filters"] == {"user": "alice"}
+
+
+def test_invalid_filter_is_not_audited(analyst_client):
+    analyst_client.get(export_url("score_min=high"))
+
+    assert not AuditEvent.objects.exists()

@@ -1,12 +1,16 @@
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from roundtable_sync.models import AccountState, SessionCheck, WatchedUser
+from dashboard import charts
+from reviews.decisions import record_decision
+from roundtable_sync.models import AccountState, Session, SessionCheck, WatchedUser
 from tests.fixtures_web import (  # noqa: F401
     NOW,
     analyst_client_fixture,
@@ -19,6 +23,9 @@ from tests.fixtures_web import (  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 OVERVIEW = reverse("overview")
+SESSION_LIST = reverse("session_list")
+FUTURE = datetime(2300, 1, 1, tzinfo=UTC)
+PRE_EPOCH = datetime(1960, 1, 1, tzinfo=UTC)
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
 FORMULA = "=cmd|' /C calc'!A0"
@@ -205,7 +212,10 @@ def test_check_table_explains_unknown(analyst_client):
     assertContains(response, "100.0%")
 
 
-def test_scoring_changes_listed_in_range(analyst_client):
+def test_scoring_changes_listed_in_range(analyst_client, analyst, time_machine):
+    time_machine.move_to(datetime(2026, 6, 1, tzinfo=UTC), tick=False)
+    # The login of the fixture has expired by June.
+    analyst_client.force_login(analyst)
     make_session("u", "before", NOW, risk_score=20)
     make_session("u", "after", NOW.replace(month=4, day=15), risk_score=80)
 
@@ -238,13 +248,102 @@ def test_riskiest_watched_user_links_to_page(analyst_client):
     assertContains(response, f'<a href="{url}">watched</a>', count=2)
 
 
-def test_unwatched_user_shown_as_text(analyst_client):
-    make_session("gone", "s", NOW - timedelta(hours=1), risk_score=90)
+def test_unwatched_user_links_to_explorer(analyst_client):
+    make_session("gone/a b&c", "s", NOW - timedelta(hours=1), risk_score=90)
 
     response = analyst_client.get(OVERVIEW)
 
     assert response.context["riskiest_users"][0]["watched_pk"] is None
-    assertContains(response, '<th scope="row" class="user-id">gone</th>')
+    url = f"{SESSION_LIST}?user={quote('gone/a b&c', safe='')}"
+    # Once in riskiest users, once in newest flagged sessions.
+    assertContains(response, f'<a href="{url}">gone/a b&amp;c</a>', count=2)
+
+
+def test_count_links_open_explorer_filtered(analyst_client):
+    response = analyst_client.get(OVERVIEW)
+
+    urls = response.context["count_urls"]
+    since = "since=2026-02-23T12%3A00%3A00"
+    until = "until=2026-03-02T12%3A00%3A00"
+    assert urls["in_range"] == f"{SESSION_LIST}?{since}&{until}"
+    assert urls["flagged"] == f"{SESSION_LIST}?flagged=1&{since}&{until}"
+    assert urls["high_risk"] == f"{SESSION_LIST}?band=block&{since}&{until}"
+    assertContains(response, f'<a href="{urls["flagged"].replace("&", "&amp;")}">')
+
+
+def test_all_range_count_links_have_no_since(analyst_client):
+    response = analyst_client.get(OVERVIEW, {"range": "all"})
+
+    urls = response.context["count_urls"]
+    assert urls["in_range"] == f"{SESSION_LIST}?until=2026-03-02T12%3A00%3A00"
+
+
+@override_settings(DASHBOARD_TIME_ZONE="Europe/Paris")
+@pytest.mark.parametrize(
+    ("count", "range_key"),
+    [
+        ("last_24h", "7d"),
+        ("last_7d", "7d"),
+        ("in_range", "30d"),
+        ("in_range", "all"),
+        ("flagged", "24h"),
+        ("high_risk", "24h"),
+    ],
+)
+def test_count_link_lists_counted_sessions(analyst_client, count, range_key):
+    make_session("u", "edge-start", NOW - timedelta(hours=24), risk_score=90)
+    make_session("u", "before-start", NOW - timedelta(hours=24, seconds=1))
+    make_session("u", "now", NOW, risk_score=60)
+    make_session("u", "just-after", NOW + timedelta(seconds=1), risk_score=90)
+    make_session("u", "month", NOW - timedelta(days=20), risk_score=80)
+    make_session("u", "future", FUTURE, risk_score=90)
+    overview = analyst_client.get(OVERVIEW, {"range": range_key})
+
+    explorer = analyst_client.get(overview.context["count_urls"][count])
+
+    rows = explorer.context["table"].rows
+    assert len(rows) == overview.context["counts"][count]
+    assert "future" not in [row.session_id for row in rows]
+    assert not explorer.context["form"].errors
+
+
+# Sessions dated outside the plausible range
+
+
+def test_future_session_left_out_of_overview(analyst_client):
+    make_session("u", "now", NOW, risk_score=90)
+    make_session("u", "future", FUTURE, risk_score=95)
+
+    response = analyst_client.get(OVERVIEW, {"range": "all"})
+
+    flagged = [s.session_id for s in response.context["newest_flagged"]]
+    assert flagged == ["now"]
+    assert response.context["counts"]["in_range"] == 1
+    assert len(response.context["risk_over_time"]["days"]) == 1
+    assert len(response.content) < 200_000
+
+
+def test_pre_epoch_session_caps_daily_series(analyst_client):
+    make_session("u", "ancient", PRE_EPOCH, risk_score=90)
+    make_session("u", "now", NOW, risk_score=20)
+
+    response = analyst_client.get(OVERVIEW, {"range": "all"})
+
+    days = response.context["risk_over_time"]["days"]
+    assert len(days) == charts.MAX_SERIES_DAYS
+    assertContains(
+        response,
+        f"Only the {charts.MAX_SERIES_DAYS} days up to the newest session are "
+        f"plotted, from {days[0]['date']}: 1 older session is left out.",
+    )
+
+
+def test_uncapped_daily_series_has_no_note(analyst_client):
+    make_session("u", "now", NOW, risk_score=20)
+
+    response = analyst_client.get(OVERVIEW, {"range": "all"})
+
+    assertNotContains(response, "up to the newest session are plotted")
 
 
 def test_flagged_session_links_to_session_page(analyst_client):
@@ -323,3 +422,17 @@ def test_query_count_bounded(
         response = analyst_client.get(OVERVIEW, {"range": "all"})
 
     assert response.context["counts"]["total"] == sessions_count
+
+
+def test_newest_flagged_shows_decision(analyst_client, analyst):
+    make_session("u", "flagged-1", NOW - timedelta(hours=1), risk_score=90)
+    record_decision(
+        analyst,
+        "confirmed_bot",
+        "seen before",
+        session=Session.objects.get(pk="flagged-1"),
+    )
+
+    response = analyst_client.get(reverse("overview"), {"range": "24h"})
+
+    assert "Confirmed bot" in response.content.decode()

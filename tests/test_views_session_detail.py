@@ -465,7 +465,8 @@ def test_query_count_is_bounded(analyst_client, django_assert_max_num_queries, s
     )
     analyst_client.get(detail_url("s1"))  # creates the AccountState row
 
-    # Session, user, account state, session row, watched user, score changes,
-    # event count, event page.
-    with django_assert_max_num_queries(8):
+    # Login session, user, time zone preference, account state, unread
+    # alerts, the analyst's user and group permissions, session row, watched
+    # user, decision history, score changes, event count, event page.
+    with django_assert_max_num_queries(13):
         analyst_client.get(detail_url("s1"))

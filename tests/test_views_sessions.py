@@ -1,9 +1,13 @@
+import base64
+import json
 from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from django.db import connection
 from django.http import QueryDict
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
@@ -25,6 +29,11 @@ HOSTILE = [
     '"><img src=x onerror=alert(1)>',
     "=cmd|' /C calc'!A0",
 ]
+
+
+def cursor(value, session_id):
+    text = json.dumps([value, session_id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def list_url(query=""):
@@ -166,7 +175,15 @@ def test_watched_user_links_to_user_page(analyst_client):
     response = analyst_client.get(list_url())
 
     assertContains(response, reverse("user_detail", args=[watched.pk]))
-    assertContains(response, '<td class="user-id">\nbob\n</td>', html=True)
+
+
+def test_unwatched_user_links_to_explorer_filter(analyst_client):
+    make_session("bob/a b&c", "s2", NOW)
+
+    response = analyst_client.get(list_url())
+
+    url = list_url(f"user={quote('bob/a b&c', safe='')}")
+    assertContains(response, f'<a href="{url}">bob/a b&amp;c</a>', html=True)
 
 
 def test_session_id_links_to_session_page_encoded(analyst_client):
@@ -241,8 +258,27 @@ def test_offered_actions_in_datalist(analyst_client):
 
     response = analyst_client.get(list_url())
 
-    assertContains(response, '<option value="Escalate"></option>', html=True)
     assertContains(response, '<option value="Auto-accept"></option>', html=True)
+    assertNotContains(response, '<option value="Escalate"></option>', html=True)
+
+
+def test_requested_undocumented_action_offered(analyst_client):
+    response = analyst_client.get(list_url(f"action={quote(HOSTILE[0])}"))
+
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assertContains(response, f'<option value="{escaped}"></option>')
+    assertNotContains(response, HOSTILE[0])
+
+
+def test_offered_actions_read_no_sessions(analyst_client):
+    make_session("alice", "s1", NOW, recommended_action="Escalate")
+
+    with CaptureQueriesContext(connection) as queries:
+        analyst_client.get(list_url())
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not any("DISTINCT" in sql for sql in statements)
+    assert not any('"recommended_action" IS NOT NULL' in sql for sql in statements)
 
 
 def test_export_link_keeps_filters(analyst_client):
@@ -388,6 +424,61 @@ def test_invalid_cursor_shows_first_page_with_error(analyst_client, cursor):
     assertContains(response, "Page cursor")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"sort=session&after={cursor('zzzz', 'zzzz')}",
+        f"sort=session&before={cursor('a', 'a')}",
+        f"sort=-time&after={cursor('1970-01-01T00:00:00+00:00', 'a')}",
+        f"sort=score&before={cursor(None, '')}",
+    ],
+)
+def test_cursor_past_end_offers_first_page(analyst_client, small_pages, query):
+    make_session("u", "s1", NOW)
+
+    response = analyst_client.get(list_url(query))
+
+    table = response.context["table"]
+    assert response.status_code == 200
+    assert table.rows == []
+    assert table.first_url is None
+    assert table.previous_url is None
+    assert table.next_url is None
+    assert table.last_url is None
+    assert "after" not in table.restart_url
+    assert "before" not in table.restart_url
+    assertContains(response, "No sessions on this page.")
+    assertContains(response, f'<a href="{table.restart_url}">Go to the first page</a>')
+    assertNotContains(response, "No sessions match these filters.")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"sort=session&after={cursor('zzzz', 'zzzz')}",
+        f"sort=session&before={cursor('a', 'a')}",
+    ],
+)
+def test_user_page_cursor_past_end(analyst_client, query):
+    watched = WatchedUser.objects.create(user_id="alice")
+    make_session("alice", "s1", NOW)
+
+    response = analyst_client.get(
+        f"{reverse('user_detail', args=[watched.pk])}?{query}"
+    )
+
+    assert response.status_code == 200
+    assert response.context["table"].restart_url == "?sort=session"
+    assertContains(response, "No sessions on this page.")
+
+
+def test_no_match_has_no_first_page_link(analyst_client):
+    response = analyst_client.get(list_url("user=nobody&sort=-time&last=1"))
+
+    assert response.context["table"].restart_url is None
+    assertContains(response, "No sessions match these filters.")
+
+
 def test_score_cursor_rejects_time_value(analyst_client, small_pages, tied_sessions):
     first = analyst_client.get(list_url())
     cursor = QueryDict(first.context["table"].next_url.removeprefix("?"))["after"]
@@ -419,7 +510,8 @@ def test_query_count_is_bounded(
         )
     analyst_client.get(list_url())
 
-    with django_assert_max_num_queries(8):
+    # Two of these load the analyst's permissions, for the export link.
+    with django_assert_max_num_queries(10):
         response = analyst_client.get(list_url(query))
 
     assert response.status_code == 200

@@ -29,7 +29,10 @@ from tests.fixtures_web import (  # noqa: F401
     make_session,
     paused_user_fixture,
     queued_polls_fixture,
+    viewer_client_fixture,
+    viewer_fixture,
 )
+from workflow.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -460,9 +463,10 @@ def test_page_query_count_is_bounded(
         store("user-active", f"s{number:03}", NOW - timedelta(minutes=number))
     analyst_client.get(detail_url(active_user))  # creates the AccountState row
 
-    # Session, user, account state, watched user, polls, gaps, count, chart,
-    # check counts, table page, watched users of the page, offered actions.
-    with django_assert_max_num_queries(12):
+    # Session, user, time zone preference, account state, unread alerts,
+    # watched user, polls, gaps, count, chart, check counts, table page,
+    # watched users of the page, decisions (two), permissions (two).
+    with django_assert_max_num_queries(17):
         analyst_client.get(detail_url(active_user, score_min=10))
 
 
@@ -527,3 +531,51 @@ def test_poll_now_during_account_pause(analyst_client, active_user, queued_polls
         "Polling is paused account-wide until 2026-03-02 12:10:00 UTC, "
         "so no poll was queued.",
     )
+
+
+# Roles and audit
+
+
+def test_viewer_cannot_poll_now(viewer_client, active_user, queued_polls):
+    response = viewer_client.post(poll_now_url(active_user))
+
+    assert response.status_code == 403
+    queued_polls.assert_not_called()
+    assert not AuditEvent.objects.exists()
+
+
+def test_anonymous_poll_now_redirects(anonymous_client, active_user, queued_polls):
+    url = poll_now_url(active_user)
+
+    response = anonymous_client.post(url)
+
+    assertRedirects(response, f"{reverse('login')}?next={url}")
+    queued_polls.assert_not_called()
+
+
+def test_poll_now_is_audited(analyst_client, active_user, queued_polls):
+    analyst_client.post(poll_now_url(active_user))
+
+    event = AuditEvent.objects.get()
+    assert event.action == "poll_requested"
+    assert event.target == "user-active"
+    assert event.actor_label == "analyst"
+    assert event.details == {"result": "queued"}
+
+
+def test_viewer_sees_no_actions(viewer_client, active_user):
+    response = viewer_client.get(detail_url(active_user))
+
+    assertContains(response, "user-active")
+    assertNotContains(response, poll_now_url(active_user))
+    assertNotContains(response, reverse("watchlist_pause", args=[active_user.pk]))
+    assertNotContains(response, reverse("watchlist_remove", args=[active_user.pk]))
+    assertNotContains(response, reverse("workflow:erase_user"))
+    assertNotContains(response, reverse("session_export"))
+
+
+def test_analyst_sees_erase_and_export(analyst_client, active_user):
+    response = analyst_client.get(detail_url(active_user))
+
+    assertContains(response, f"{reverse('workflow:erase_user')}?user=user-active")
+    assertContains(response, reverse("session_export"))

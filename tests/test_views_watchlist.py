@@ -28,7 +28,10 @@ from tests.fixtures_web import (  # noqa: F401
     make_session,
     paused_user_fixture,
     queued_polls_fixture,
+    viewer_client_fixture,
+    viewer_fixture,
 )
+from workflow.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -156,9 +159,10 @@ def test_watchlist_query_count_is_bounded(
         make_session(f"user-{number}", f"session-{number}", NOW)
     analyst_client.get(WATCHLIST)  # creates the AccountState row
 
-    # Session, user, account state, the page's count of watched users, and
-    # the watched users with their session counts.
-    with django_assert_max_num_queries(5):
+    # Session, user, time zone preference, account state, unread alerts, the
+    # page's count of watched users, the watched users with their session
+    # counts, and the user's permissions (two, for the action buttons).
+    with django_assert_max_num_queries(9):
         response = analyst_client.get(WATCHLIST)
 
     assert response.status_code == 200
@@ -629,3 +633,134 @@ def test_watchlist_search_without_match_says_so(analyst_client):
     assert "No watched user ID contains “&lt;b&gt;nobody&lt;/b&gt;”." in (
         response.content.decode()
     )
+
+
+# Roles
+
+STATE_CHANGES = [
+    ("watchlist_add", False, {"user_ids": "new-user"}),
+    ("watchlist_import", False, {}),
+    ("watchlist_pause", True, {}),
+    ("watchlist_resume", True, {}),
+    ("watchlist_remove", True, {"purge": "on"}),
+]
+
+
+@pytest.mark.parametrize(("name", "by_pk", "data"), STATE_CHANGES)
+def test_viewer_cannot_change_watchlist(
+    viewer_client, active_user, queued_polls, name, by_pk, data
+):
+    url = reverse(name, args=[active_user.pk] if by_pk else [])
+
+    response = viewer_client.post(url, data)
+
+    assert response.status_code == 403
+    assert watched_ids() == ["user-active"]
+    assert WatchedUser.objects.get().is_active
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize(("name", "by_pk", "data"), STATE_CHANGES)
+def test_anonymous_post_changes_nothing(
+    anonymous_client, active_user, queued_polls, name, by_pk, data
+):
+    url = reverse(name, args=[active_user.pk] if by_pk else [])
+
+    response = anonymous_client.post(url, data)
+
+    assertRedirects(response, f"{reverse('login')}?next={url}")
+    assert watched_ids() == ["user-active"]
+
+
+def test_viewer_cannot_open_remove_page(viewer_client, active_user):
+    response = viewer_client.get(reverse("watchlist_remove", args=[active_user.pk]))
+
+    assert response.status_code == 403
+
+
+def test_viewer_sees_no_watchlist_forms(viewer_client, active_user, paused_user):
+    response = viewer_client.get(WATCHLIST)
+
+    assertContains(response, "user-active")
+    assertNotContains(response, ADD)
+    assertNotContains(response, IMPORT)
+    assertNotContains(response, reverse("watchlist_pause", args=[active_user.pk]))
+    assertNotContains(response, reverse("watchlist_resume", args=[paused_user.pk]))
+    assertNotContains(response, reverse("watchlist_remove", args=[active_user.pk]))
+
+
+def test_analyst_sees_watchlist_forms(analyst_client, active_user):
+    response = analyst_client.get(WATCHLIST)
+
+    assertContains(response, ADD)
+    assertContains(response, IMPORT)
+    assertContains(response, reverse("watchlist_remove", args=[active_user.pk]))
+
+
+# Audit
+
+
+def test_add_is_audited(analyst_client, active_user, queued_polls):
+    add(analyst_client, "new-1\nnew-2\nuser-active")
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_added"
+    assert event.actor_label == "analyst"
+    assert event.details["user_ids"] == ["new-1", "new-2"]
+    assert event.details["skipped"] == 1
+
+
+def test_add_of_watched_ids_only_is_not_audited(analyst_client, active_user):
+    add(analyst_client, "user-active")
+
+    assert not AuditEvent.objects.exists()
+
+
+def test_import_is_audited(analyst_client, queued_polls):
+    upload(analyst_client, "user_id\nnew-1\n")
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_imported"
+    assert event.details["user_ids"] == ["new-1"]
+
+
+@pytest.mark.parametrize(
+    ("name", "action"),
+    [
+        ("watchlist_pause", "watchlist_paused"),
+        ("watchlist_resume", "watchlist_resumed"),
+    ],
+)
+def test_pause_and_resume_are_audited(analyst_client, active_user, name, action):
+    analyst_client.post(reverse(name, args=[active_user.pk]))
+
+    event = AuditEvent.objects.get()
+    assert event.action == action
+    assert event.target == "user-active"
+    assert event.actor_label == "analyst"
+
+
+def test_remove_is_audited(analyst_client, active_user):
+    analyst_client.post(reverse("watchlist_remove", args=[active_user.pk]))
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_removed"
+    assert event.target == "user-active"
+
+
+def test_purge_is_audited_with_counts_only(analyst_client, active_user):
+    make_session("user-active", "secret-session", NOW)
+    PollRecord.objects.create(
+        user_id="user-active", started_at=NOW, finished_at=NOW, outcome="synced"
+    )
+
+    analyst_client.post(
+        reverse("watchlist_remove", args=[active_user.pk]), {"purge": "on"}
+    )
+
+    event = AuditEvent.objects.get()
+    assert event.action == "watchlist_purged"
+    assert event.details["sessions"] == 1
+    assert event.details["poll_records"] == 1
+    assert event.details["coverage_gaps"] == 0
+    assert "secret-session" not in str(event.details)

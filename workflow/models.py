@@ -26,6 +26,23 @@ class AnalystAccess(models.Model):
         return "Analyst access"
 
 
+class AuditEventQuerySet(models.QuerySet):
+    """Queries of audit events that reject bulk updates and deletes.
+
+    Deleting a Django account still sets ``actor`` to NULL, because the
+    deletion collector uses the model's plain base manager.
+
+    NOTE: the database itself does not forbid changes, so raw SQL or
+    ``AuditEvent._base_manager`` can still alter rows.
+    """
+
+    def update(self, **kwargs):
+        raise PermissionError("Audit events cannot be changed.")
+
+    def delete(self):
+        raise PermissionError("Audit events cannot be deleted.")
+
+
 class AuditEvent(models.Model):
     """One analyst action, as recorded at the time. Never changed or deleted."""
 
@@ -43,6 +60,8 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=64, db_index=True)
     target = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from workflow import views
 
 app_name = "workflow"
 
-urlpatterns = []
+urlpatterns = [
+    path("", views.audit_list, name="audit_list"),
+    # The user ID is a query parameter because IDs are arbitrary text.
+    path("erase/", views.erase_user, name="erase_user"),
+]

@@ -4,12 +4,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.http import QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from dashboard import charts
-from roundtable_sync.bands import current_thresholds
+from dashboard.filters import filter_value
+from roundtable_sync.bands import Band, current_thresholds
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,12 @@ def overview(request):
     # Only a value that was sent and not understood gets a notice.
     invalid_range = requested if requested not in (None, *TIME_RANGES) else None
 
-    now = timezone.now()
+    # Whole seconds, so the explorer links below select exactly what is counted.
+    now = timezone.now().replace(microsecond=0)
     since = time_range.start(now)
     thresholds = current_thresholds()
-    riskiest = charts.riskiest_users(since, thresholds)
-    newest_flagged = charts.newest_flagged_sessions(since, thresholds)
+    riskiest = charts.riskiest_users(since, now, thresholds)
+    newest_flagged = charts.newest_flagged_sessions(since, now, thresholds)
     pks = charts.watched_user_pks(
         [row["user_id"] for row in riskiest]
         + [session.user_id for session in newest_flagged]
@@ -66,11 +70,34 @@ def overview(request):
         "band_labels": charts.band_labels(thresholds),
         "watched_counts": charts.watched_user_counts(),
         "counts": charts.session_counts(since, now, thresholds),
-        "histogram": charts.score_histogram(since, thresholds),
+        "count_urls": count_urls(since, now),
+        "max_series_days": charts.MAX_SERIES_DAYS,
+        "histogram": charts.score_histogram(since, now, thresholds),
         "risk_over_time": charts.risk_over_time(since, now, thresholds),
-        "actions": charts.sessions_by_action(since),
-        "checks": charts.check_rates(since),
+        "actions": charts.sessions_by_action(since, now),
+        "checks": charts.check_rates(since, now),
         "riskiest_users": riskiest,
         "newest_flagged": newest_flagged,
     }
     return render(request, "dashboard/overview.html", context)
+
+
+def explorer_url(since, now, **filters):
+    """Return the explorer URL for sessions from ``since`` (None: all) to ``now``."""
+    params = QueryDict(mutable=True)
+    params.update(filters)
+    if since is not None:
+        params["since"] = filter_value(since)
+    params["until"] = filter_value(now)
+    return f"{reverse('session_list')}?{params.urlencode()}"
+
+
+def count_urls(since, now):
+    """Return the explorer URL behind each headline count, keyed like the counts."""
+    return {
+        "in_range": explorer_url(since, now),
+        "last_24h": explorer_url(TIME_RANGES["24h"].start(now), now),
+        "last_7d": explorer_url(TIME_RANGES["7d"].start(now), now),
+        "flagged": explorer_url(since, now, flagged="1"),
+        "high_risk": explorer_url(since, now, band=Band.BLOCK.value),
+    }

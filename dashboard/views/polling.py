@@ -9,15 +9,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from roundtable_sync.account import clear_pause
+from workflow import audit
+from workflow.permissions import analyst_required
 
 logger = logging.getLogger(__name__)
 
 
 @login_required
+@analyst_required
 @require_POST
 def polling_resume(request):
     """End an account-wide pause now, for example after the vendor fixed a key."""
     clear_pause()
+    audit.record(request.user, "polling_resumed")
     logger.info("Account-wide pause ended early by %s", request.user.get_username())
     messages.success(
         request,

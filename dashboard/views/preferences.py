@@ -8,7 +8,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from dashboard.forms import PreferencesForm
-from dashboard.middleware import remember_time_zone
 from dashboard.models import AnalystPreference
 
 
@@ -40,7 +39,6 @@ def _save(request, time_zone):
     AnalystPreference.objects.update_or_create(
         user=request.user, defaults={"time_zone": time_zone}
     )
-    remember_time_zone(request, time_zone)
     shown = time_zone or f"the dashboard default, {settings.DASHBOARD_TIME_ZONE}"
     messages.success(request, f"Times are now shown in {shown}.")
     return redirect("preferences")

@@ -179,6 +179,8 @@ class SessionTable:
     last_url: str | None
     errors: list
     show_user: bool
+    # The first page's link, set only when a valid cursor selects no rows.
+    restart_url: str | None = None
 
 
 def session_table(request, sessions, form, *, show_user=True):
@@ -203,6 +205,22 @@ def session_table(request, sessions, form, *, show_user=True):
 
     def link(**cursor):
         return "?" + form.querystring(sort=ordering.param, **cursor)
+
+    if not rows:
+        # A cursor past either end (say a bookmarked "Next" link after a
+        # purge) selects no rows to build links from: offer the first page.
+        past_end = has_previous or has_next
+        return SessionTable(
+            rows=rows,
+            headers=_sort_headers(form, ordering, show_user),
+            first_url=None,
+            previous_url=None,
+            next_url=None,
+            last_url=None,
+            errors=errors,
+            show_user=show_user,
+            restart_url=link() if past_end else None,
+        )
 
     return SessionTable(
         rows=rows,

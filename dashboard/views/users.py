@@ -25,6 +25,8 @@ from roundtable_sync.models import (
 from roundtable_sync.scoring_changes import scoring_changes_between
 from roundtable_sync.tasks import queue_immediate_poll
 from roundtable_sync.watchlist import make_due
+from workflow import audit
+from workflow.permissions import analyst_required
 
 # Newest scored sessions plotted in the risk chart; more points than this
 # only slow the browser down.
@@ -138,6 +140,7 @@ def check_counts(user_id):
 
 
 @login_required
+@analyst_required
 @require_POST
 def user_poll_now(request, pk):
     watched = get_object_or_404(WatchedUser, pk=pk)
@@ -156,10 +159,14 @@ def user_poll_now(request, pk):
             f"{pause.paused_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, "
             "so no poll was queued.",
         )
+        result = "account_paused"
     elif make_due(watched, now) and queue_immediate_poll(watched):
         messages.success(request, f"Poll of {watched.user_id} queued.")
+        result = "queued"
     else:
         messages.info(
             request, f"A poll of {watched.user_id} is already queued or running."
         )
+        result = "already_queued"
+    audit.record(request.user, "poll_requested", watched.user_id, result=result)
     return redirect("user_detail", pk=watched.pk)

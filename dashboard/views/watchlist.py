@@ -16,6 +16,7 @@ from roundtable_sync.account import active_pause
 from roundtable_sync.models import Session, WatchedUser
 from roundtable_sync.tasks import queue_immediate_poll
 from roundtable_sync.watchlist import add_users, remove_users, set_active
+from workflow.permissions import analyst_required
 
 # IDs named in a message after an add or import; a CSV import may add
 # thousands, and messages are kept in the session until shown.
@@ -70,6 +71,7 @@ def _render_watchlist(request, add_form=None, import_form=None):
 
 
 @login_required
+@analyst_required
 @require_POST
 def watchlist_add(request):
     form = AddUsersForm(request.POST)
@@ -79,20 +81,22 @@ def watchlist_add(request):
 
 
 @login_required
+@analyst_required
 @require_POST
 def watchlist_import(request):
     form = ImportUsersForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render_watchlist(request, import_form=form)
-    return _add_and_report(request, form.cleaned_data["csv_file"], form)
+    return _add_and_report(request, form.cleaned_data["csv_file"], form, imported=True)
 
 
-def _add_and_report(request, user_ids, form):
+def _add_and_report(request, user_ids, form, imported=False):
     """Add the cleaned IDs, queue a poll of each new one, and say what happened."""
     change = add_users(
         user_ids,
         added_by=request.user,
         note=form.cleaned_data["note"],
+        imported=imported,
     )
     polled_now = change.changed[:MAX_IMMEDIATE_POLLS]
     for watched in WatchedUser.objects.filter(user_id__in=polled_now):
@@ -133,6 +137,7 @@ def _list_ids(user_ids):
 
 
 @login_required
+@analyst_required
 @require_POST
 def watchlist_pause(request, pk):
     watched = get_object_or_404(WatchedUser, pk=pk)
@@ -142,6 +147,7 @@ def watchlist_pause(request, pk):
 
 
 @login_required
+@analyst_required
 @require_POST
 def watchlist_resume(request, pk):
     watched = get_object_or_404(WatchedUser, pk=pk)
@@ -167,6 +173,7 @@ def _redirect_back(request):
 
 
 @login_required
+@analyst_required
 @require_http_methods(["GET", "POST"])
 def watchlist_remove(request, pk):
     watched = get_object_or_404(WatchedUser.objects.select_related("added_by"), pk=pk)

@@ -44,19 +44,53 @@
     },
   };
 
+  // Chart.js pads a linear axis by years when every point has the same x,
+  // as when all sessions were first seen in one poll. Keep at least a day.
+  function timeRange(seriesList) {
+    var times = [];
+    seriesList.forEach(function (series) {
+      series.points.forEach(function (point) {
+        times.push(point.x);
+      });
+    });
+    if (times.length === 0) {
+      return { min: undefined, max: undefined };
+    }
+    var min = Math.min.apply(null, times);
+    var max = Math.max.apply(null, times);
+    var halfDay = 12 * 60 * 60 * 1000;
+    if (max - min < 2 * halfDay) {
+      return { min: min - halfDay, max: max + halfDay };
+    }
+    return { min: min, max: max };
+  }
+
+  // Intl.DateTimeFormat throws RangeError for a zone name the browser does
+  // not know, such as "localtime", so the ticks fall back to UTC.
+  function dayFormat(timeZone) {
+    var options = { timeZone: timeZone, year: "numeric", month: "short", day: "numeric" };
+    try {
+      return { format: new Intl.DateTimeFormat(undefined, options), zone: timeZone };
+    } catch (error) {
+      if (!(error instanceof RangeError)) {
+        throw error;
+      }
+      options.timeZone = "UTC";
+      return { format: new Intl.DateTimeFormat(undefined, options), zone: "UTC" };
+    }
+  }
+
   function drawRiskChart() {
     var element = document.getElementById("risk-chart-data");
     var canvas = document.getElementById("risk-chart");
-    if (!element || !canvas) {
+    if (!element || !canvas || typeof Chart === "undefined") {
+      // Without Chart.js the sessions table below still lists every score.
       return;
     }
     var data = JSON.parse(element.textContent);
-    var dateFormat = new Intl.DateTimeFormat(undefined, {
-      timeZone: data.time_zone,
-      year: "numeric",
-      month: "short",
-      day: "numeric",
-    });
+    var day = dayFormat(data.time_zone);
+
+    var range = timeRange(data.series);
 
     new Chart(canvas, {
       type: "scatter",
@@ -77,10 +111,12 @@
         scales: {
           x: {
             type: "linear",
-            title: { display: true, text: "Session time (" + data.time_zone + ")" },
+            min: range.min,
+            max: range.max,
+            title: { display: true, text: "Session time (" + day.zone + ")" },
             ticks: {
               callback: function (value) {
-                return dateFormat.format(new Date(value));
+                return day.format.format(new Date(value));
               },
             },
           },

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from roundtable_sync.export import write_sessions_csv
 from roundtable_sync.models import Session, WatchedUser
+from workflow import audit
 
 
 class Command(BaseCommand):
@@ -34,6 +35,7 @@ class Command(BaseCommand):
             try:
                 count = write_sessions_csv(sessions, self.stdout)
             except BrokenPipeError:
+                self._record(user, output, rows=None, completed=False)
                 # The reader (such as head) closed the pipe. Point stdout at
                 # /dev/null so the flush at exit does not raise again.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -43,7 +45,21 @@ class Command(BaseCommand):
                 with open(output, "w", newline="", encoding="utf-8") as stream:
                     count = write_sessions_csv(sessions, stream)
             except OSError as error:
+                self._record(user, output, rows=None, completed=False)
                 raise CommandError(
                     f"Cannot write {output}: {error.strerror}."
                 ) from None
+        self._record(user, output, rows=count, completed=True)
         self.stderr.write(f"Exported {count} sessions.")
+
+    def _record(self, user, output, rows, completed):
+        # rows is None when the export stopped part-way: the writer does not
+        # report how many rows it wrote before the error.
+        audit.record(
+            audit.COMMAND_LINE,
+            "sessions_exported",
+            filters={"user": user} if user is not None else {},
+            output=output or "standard output",
+            rows=rows,
+            completed=completed,
+        )

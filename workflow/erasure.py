@@ -1,0 +1,60 @@
+"""Erasure on request: delete everything stored for one Roundtable user ID."""
+
+import logging
+
+from django.db import transaction
+
+from roundtable_sync.models import CoverageGap, PollRecord, Session, WatchedUser
+from workflow import audit
+from workflow.signals import user_erased
+
+logger = logging.getLogger(__name__)
+
+
+def stored_counts(user_id):
+    """Return the number of rows of each kind this project stores for ``user_id``."""
+    return {
+        "sessions": Session.objects.filter(user_id=user_id).count(),
+        "poll_records": PollRecord.objects.filter(user_id=user_id).count(),
+        "coverage_gaps": CoverageGap.objects.filter(user_id=user_id).count(),
+        "watched_users": WatchedUser.objects.filter(user_id=user_id).count(),
+    }
+
+
+def delete_stored_data(user_id):
+    """Delete what every app stores for ``user_id``, except its watchlist row.
+
+    Shared by erasure and the watchlist's purge. The caller holds a
+    transaction, so a failing receiver undoes all of it. Returns the counts.
+    """
+    total, by_model = Session.objects.filter(user_id=user_id).delete()
+    sessions = by_model.get(Session._meta.label, 0)
+    counts = {
+        "sessions": sessions,
+        "session_related": total - sessions,
+        "poll_records": PollRecord.objects.filter(user_id=user_id).delete()[0],
+        "coverage_gaps": CoverageGap.objects.filter(user_id=user_id).delete()[0],
+    }
+    for _receiver, response in user_erased.send(sender=None, user_id=user_id):
+        if response:
+            counts.update(response)
+    return counts
+
+
+def erase_user(user_id, actor):
+    """Delete all data stored for ``user_id`` in one transaction, and audit it.
+
+    Works whether or not the ID is still watched. Returns {label: rows
+    deleted}. "sessions" counts Session rows only, and the rows that cascade
+    from them (checks, events, score changes and every row with a cascading
+    foreign key to a session) are in "session_related". Other apps delete
+    their own rows in receivers of ``workflow.signals.user_erased``.
+    """
+    with transaction.atomic():
+        counts = delete_stored_data(user_id)
+        counts["watched_users"] = WatchedUser.objects.filter(user_id=user_id).delete()[
+            0
+        ]
+        audit.record(actor, "user_erased", target=user_id, **counts)
+    logger.info("%s: all stored data erased (%s)", user_id, counts)
+    return counts
