@@ -23,6 +23,19 @@ DECISION_BANDS = {
 }
 
 
+class DecisionQuerySet(models.QuerySet):
+    """Decisions are added, never edited: bulk updates raise.
+
+    Bulk deletes stay allowed, for erasure on request and retention only.
+    """
+
+    def update(self, **kwargs):
+        raise PermissionError("Decisions cannot be changed; record a new one.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise PermissionError("Decisions cannot be changed; record a new one.")
+
+
 class Decision(models.Model):
     """One analyst decision on a session or on a user.
 
@@ -52,6 +65,8 @@ class Decision(models.Model):
     # The analyst's username when deciding, kept if the account is deleted.
     decided_by_label = models.CharField(max_length=150)
     decided_at = models.DateTimeField()
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-decided_at", "-id"]

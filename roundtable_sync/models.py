@@ -380,3 +380,20 @@ class PendingTagSession(models.Model):
 
     def __str__(self):
         return self.session_id
+
+
+class ForgottenSession(models.Model):
+    """A session deleted on purpose, so that polling does not store it again.
+
+    Retention and erasure delete sessions the API may still list among a
+    user's or tag's newest 100. A poll skips these IDs instead of storing
+    them as new.
+    """
+
+    session_id = models.CharField(max_length=255, primary_key=True)
+    forgotten_at = models.DateTimeField()
+    # "retention" or "erasure"; the user ID is not kept.
+    reason = models.CharField(max_length=16)
+
+    def __str__(self):
+        return f"{self.session_id} ({self.reason})"

@@ -4,11 +4,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 from roundtable_sync.models import (
     CheckGroup,
+    ForgottenSession,
     ScoreChange,
     Session,
     SessionCheck,
@@ -61,6 +64,9 @@ class StoreResult:
     changed: int = 0
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)
+    # Sessions not stored because retention or erasure removed them on
+    # purpose, or because they are older than the retention period.
+    forgotten: int = 0
     new_session_ids: list[str] = field(default_factory=list)
     # Unsaved-then-saved ScoreChange rows of this store, for alert rules.
     score_changes: list = field(default_factory=list)
@@ -90,6 +96,7 @@ def store_sessions(user_id, sessions, now):
         storable.append(session)
 
     existing = _load_existing([s.session_id for s in storable])
+    storable = _drop_forgotten(storable, existing, now, result)
     rows, changes = [], []
     for session in storable:
         digest = raw_digest(session.raw)
@@ -112,6 +119,51 @@ def store_sessions(user_id, sessions, now):
             _write(rows, changes, {s.session_id: s for s in storable})
     result.score_changes = changes
     return result
+
+
+def _drop_forgotten(sessions, existing, now, result):
+    """Drop new sessions that retention or erasure removed, or would remove."""
+    new_ids = [s.session_id for s in sessions if s.session_id not in existing]
+    forgotten = set()
+    for start in range(0, len(new_ids), BATCH_SIZE):
+        forgotten.update(
+            ForgottenSession.objects.filter(
+                session_id__in=new_ids[start : start + BATCH_SIZE]
+            ).values_list("session_id", flat=True)
+        )
+    cutoff = retention_cutoff(now)
+    kept = []
+    for session in sessions:
+        logged = session.earliest_log_time
+        expired = (
+            cutoff is not None
+            and session.session_id not in existing
+            and logged is not None
+            and logged < cutoff
+        )
+        if session.session_id in forgotten or expired:
+            result.forgotten += 1
+        else:
+            kept.append(session)
+    return kept
+
+
+def retention_cutoff(now):
+    """Return the time before which sessions are not kept, or None."""
+    days = settings.ROUNDTABLE_RETENTION_DAYS
+    return now - timedelta(days=days) if days else None
+
+
+def forget_sessions(session_ids, reason, now):
+    """Record deleted sessions so that later polls do not store them again."""
+    ForgottenSession.objects.bulk_create(
+        [
+            ForgottenSession(session_id=sid, forgotten_at=now, reason=reason)
+            for sid in session_ids
+        ],
+        batch_size=BATCH_SIZE,
+        ignore_conflicts=True,
+    )
 
 
 def _load_existing(session_ids):

@@ -154,6 +154,7 @@ def _store(watched_user, listing, now):
         and listing.item_count >= API_PAGE_LIMIT
         and stored.changed == 0
         and stored.unchanged == 0
+        and stored.forgotten == 0
     )
     if gap:
         CoverageGap.objects.create(

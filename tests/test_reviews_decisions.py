@@ -382,3 +382,13 @@ def test_web_export_filters_by_decision(reviewer_client, decided_sessions):
     text = b"".join(response.streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["session_id"] for row in rows] == ["open"]
+
+
+def test_decisions_cannot_be_bulk_updated(reviewer):
+    session = make_session("u", "s-bulk", NOW, risk_score=80)
+    record_decision(reviewer, "legitimate", "", session=session)
+
+    with pytest.raises(PermissionError):
+        Decision.objects.update(kind="confirmed_bot")
+
+    assert Decision.objects.get().kind == "legitimate"

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from roundtable_sync.models import (
+    ForgottenSession,
     ScoreChange,
     Session,
     SessionCheck,
@@ -205,3 +206,25 @@ def test_overlong_check_name_is_kept_out_of_checks_table():
     assert stored.checks["biometric"][long_name] == "Detected"
     assert not SessionCheck.objects.filter(session=stored, group="biometric").exists()
     assert SessionCheck.objects.filter(session=stored, group="device").count() == 6
+
+
+def test_forgotten_session_is_not_stored_again():
+    ForgottenSession.objects.create(session_id="s1", forgotten_at=NOW, reason="erasure")
+
+    result = store_sessions(
+        "u", parsed(payloads.session("s1"), payloads.session("s2")), NOW
+    )
+
+    assert result.forgotten == 1
+    assert result.new == 1
+    assert list(Session.objects.values_list("pk", flat=True)) == ["s2"]
+
+
+def test_session_older_than_retention_is_not_stored(settings):
+    settings.ROUNDTABLE_RETENTION_DAYS = 30
+    logs = [{"action": "a", "user_time": "t", "unix_timestamp": 1743055850000}]
+
+    result = store_sessions("u", parsed(payloads.session("old", user_logs=logs)), NOW)
+
+    assert result.forgotten == 1
+    assert not Session.objects.exists()

@@ -17,6 +17,9 @@ from roundtable_sync.models import (
 from roundtable_sync.parsing import parse_session_list
 from roundtable_sync.sync import sync_user
 from tests import payloads
+from workflow import audit
+from workflow.erasure import erase_user
+from workflow.tasks import apply_retention
 
 pytestmark = pytest.mark.django_db
 
@@ -283,3 +286,27 @@ def test_poll_history_survives_removal_and_is_pruned(watched, client, clock):
 
     history = PollRecord.objects.filter(user_id=watched.user_id)
     assert history.count() == PollRecord.KEEP_PER_USER
+
+
+def test_retention_is_not_undone_by_next_poll(watched, client, clock, settings):
+    sync_user(watched, client, now=clock)
+    settings.ROUNDTABLE_RETENTION_DAYS = 30
+    counts = apply_retention(now=START)
+    assert counts["sessions"] > 0
+    remaining = Session.objects.count()
+
+    again = sync_user(watched, client, now=clock)
+
+    assert again.new == 0
+    assert Session.objects.count() == remaining
+
+
+def test_erased_sessions_stay_gone_after_re_adding(watched, client, clock):
+    sync_user(watched, client, now=clock)
+    erase_user(watched.user_id, audit.COMMAND_LINE)
+    readded = WatchedUser.objects.create(user_id=watched.user_id, next_poll_at=START)
+
+    result = sync_user(readded, client, now=clock)
+
+    assert result.new == 0
+    assert not Session.objects.exists()

@@ -3,8 +3,10 @@
 import logging
 
 from django.db import transaction
+from django.utils.timezone import now
 
 from roundtable_sync.models import CoverageGap, PollRecord, Session, WatchedUser
+from roundtable_sync.store import forget_sessions
 from workflow import audit
 from workflow.signals import user_erased
 
@@ -27,7 +29,11 @@ def delete_stored_data(user_id):
     Shared by erasure and the watchlist's purge. The caller holds a
     transaction, so a failing receiver undoes all of it. Returns the counts.
     """
-    total, by_model = Session.objects.filter(user_id=user_id).delete()
+    stored = Session.objects.filter(user_id=user_id)
+    # The API may still list them (also through a tag watch): remember the
+    # IDs, without the user, so polls skip them.
+    forget_sessions(list(stored.values_list("pk", flat=True)), "erasure", now())
+    total, by_model = stored.delete()
     sessions = by_model.get(Session._meta.label, 0)
     counts = {
         "sessions": sessions,
@@ -51,10 +57,12 @@ def erase_user(user_id, actor):
     their own rows in receivers of ``workflow.signals.user_erased``.
     """
     with transaction.atomic():
+        # The watchlist row goes first: a poll of this user holds that row's
+        # lock while it stores, so it finishes before this erasure reads the
+        # sessions, or finds the user gone and stores nothing.
+        watched_users = WatchedUser.objects.filter(user_id=user_id).delete()[0]
         counts = delete_stored_data(user_id)
-        counts["watched_users"] = WatchedUser.objects.filter(user_id=user_id).delete()[
-            0
-        ]
+        counts["watched_users"] = watched_users
         audit.record(actor, "user_erased", target=user_id, **counts)
     logger.info("%s: all stored data erased (%s)", user_id, counts)
     return counts

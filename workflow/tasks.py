@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from roundtable_sync.models import CoverageGap, PollRecord, Session
+from roundtable_sync.store import forget_sessions
 from workflow import audit
 from workflow.signals import retention_applied
 
@@ -31,7 +32,7 @@ def apply_retention(now=None):
     if not days:
         return None
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    sessions, related = _delete_sessions_before(cutoff)
+    sessions, related = _delete_sessions_before(cutoff, now or timezone.now())
     counts = {
         "sessions": sessions,
         "session_related": related,
@@ -52,7 +53,7 @@ def apply_retention(now=None):
     return counts
 
 
-def _delete_sessions_before(cutoff):
+def _delete_sessions_before(cutoff, now):
     """Delete expired sessions batch by batch; return (sessions, cascaded rows)."""
     sessions = related = 0
     expired = Session.objects.filter(session_time__lt=cutoff).order_by()
@@ -60,6 +61,8 @@ def _delete_sessions_before(cutoff):
         batch = list(expired.values_list("pk", flat=True)[:RETENTION_BATCH_SIZE])
         if not batch:
             return sessions, related
+        # The API may still list them: remember them so polls skip them.
+        forget_sessions(batch, "retention", now)
         total, by_model = Session.objects.filter(pk__in=batch).delete()
         deleted = by_model.get(Session._meta.label, 0)
         sessions += deleted
