@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 
 from alerts.models import Alert, DetectedCheck, RuleKind
 from roundtable_sync.bands import Band, current_thresholds
-from roundtable_sync.models import PollOutcome, PollRecord, Session, SessionCheck
+from roundtable_sync.models import PollOutcome, Session, SessionCheck, WatchedUser
 
 AUTO_REJECT_ACTION = "Auto-reject or high-priority review"
 DETECTED = "Detected"
@@ -234,31 +234,35 @@ def mark_history_detected(user_id, now):
 def sync_failing_alert(rule, watched_user, result, now):
     """Return an alert once the user's current failure episode is long enough.
 
-    An episode is the run of polls without success since the last successful
-    sync; it starts at the first of those polls. The episode is identified by
-    that last success, so the next success re-arms the rule.
+    An episode starts at the user's last successful sync, or when the user was
+    added to the watchlist if none has succeeded since. Both come from the
+    WatchedUser row, which is deleted on removal, so polls from an earlier
+    time on the watchlist never count, and pruned PollRecords never shorten
+    an episode. The episode's start identifies it, so the next success
+    re-arms the rule.
     """
     if result.outcome == PollOutcome.SYNCED:
         return None
-    last_success = watched_user.last_synced_at
-    polls = PollRecord.objects.filter(user_id=watched_user.user_id)
-    if last_success is not None:
-        polls = polls.filter(started_at__gt=last_success)
-    # NOTE: only the newest PollRecord.KEEP_PER_USER polls are kept, so an
-    # episode longer than that many poll intervals looks shorter than it is.
-    episode_start = polls.order_by("started_at").values_list("started_at", flat=True)
-    episode_start = episode_start.first()
-    if episode_start is None:
-        return None
+    # The signal carries the row as it was before this poll: read it again.
+    row = (
+        WatchedUser.objects.filter(pk=watched_user.pk)
+        .values("last_synced_at", "added_at")
+        .first()
+    )
+    if row is None:
+        return None  # Removed from the watchlist during the poll.
+    last_success = row["last_synced_at"]
+    episode_start = last_success or row["added_at"]
     failing_for = now - episode_start
     if failing_for <= timedelta(minutes=rule.threshold):
         return None
-    episode = last_success.isoformat() if last_success else f"never:{watched_user.pk}"
     minutes = int(failing_for.total_seconds() // 60)
     return Alert(
         rule=rule,
         kind=rule.kind,
-        dedupe_key=dedupe_key(rule.kind, watched_user.user_id, episode),
+        dedupe_key=dedupe_key(
+            rule.kind, watched_user.user_id, watched_user.pk, episode_start.isoformat()
+        ),
         user_id=watched_user.user_id,
         watched_user=watched_user,
         title=f"{watched_user.user_id}: no successful sync for {minutes} minutes",

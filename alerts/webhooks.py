@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import requests
+import certifi
+import urllib3
 from django.conf import settings
 
 from alerts.links import absolute_url, alert_path
@@ -73,40 +74,92 @@ def post_alert(endpoint, alert, now):
     """POST one alert to one endpoint; return the outcome, never raise for HTTP."""
     try:
         # Checked again at send time: the host's DNS records may have changed.
-        # NOTE: requests resolves the host once more when it connects, so a
-        # DNS answer that changes within that moment is not caught.
-        validate_webhook_url(endpoint.url)
+        target = validate_webhook_url(endpoint.url)
     except UnsafeWebhookURL as error:
         return AttemptResult(False, error=f"Rejected before sending: {error}")
 
     body = json.dumps(payload(alert), separators=(",", ":")).encode()
     headers = {
+        "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: sign(endpoint.secret, int(now.timestamp()), body),
     }
-    with requests.Session() as session:
-        # No proxies or credentials from the environment: the URL check above
-        # covers only direct connections.
-        session.trust_env = False
-        try:
-            response = session.post(
-                endpoint.url,
-                data=body,
-                headers=headers,
-                timeout=(
-                    settings.WEBHOOK_CONNECT_TIMEOUT,
-                    settings.WEBHOOK_READ_TIMEOUT,
-                ),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as error:
-            return AttemptResult(False, error=f"{type(error).__name__}: {error}")
-        response.close()
-    status = response.status_code
+    try:
+        status, location = send(target, body, headers)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        return AttemptResult(False, error=f"{type(error).__name__}: {error}")
     if 200 <= status < 300:
         return AttemptResult(True, status)
-    if response.is_redirect:
+    if 300 <= status < 400 and location:
         return AttemptResult(False, status, "Redirects are not followed.")
     return AttemptResult(False, status, f"The endpoint returned HTTP {status}.")
+
+
+def send(target, body, headers):
+    """POST ``body`` to the target's checked addresses; return status and Location.
+
+    Tries the addresses in the resolver's order and moves to the next one only
+    when a connection fails, as socket.create_connection does, so the request
+    is sent at most once. The response body is never read.
+    """
+    for address in target.addresses[:-1]:
+        try:
+            return _send_to(address, target, body, headers)
+        except urllib3.exceptions.ConnectTimeoutError as error:
+            # Covers NewConnectionError too: no byte of the request was sent.
+            logger.info(
+                "Webhook host %s: connecting to %s failed (%s); trying the next "
+                "address",
+                target.host,
+                address,
+                error,
+            )
+    return _send_to(target.addresses[-1], target, body, headers)
+
+
+def _send_to(address, target, body, headers):
+    pool = connection_pool(target, address)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        response.close()
+    finally:
+        pool.close()
+    return response.status, response.headers.get("Location")
+
+
+def connection_pool(target, address):
+    """Return a pool that connects to ``address``, one the URL check accepted.
+
+    Connecting to the checked address, not the host name, stops a DNS answer
+    that changes after the check from sending the request elsewhere. urllib3
+    pools read no proxy settings from the environment, so the request goes
+    directly to that address.
+    """
+    timeout = urllib3.Timeout(
+        connect=settings.WEBHOOK_CONNECT_TIMEOUT, read=settings.WEBHOOK_READ_TIMEOUT
+    )
+    if target.scheme == "https":
+        # The certificate must be valid for the URL's host, not the address.
+        return urllib3.HTTPSConnectionPool(
+            address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+        )
+    return urllib3.HTTPConnectionPool(
+        address, target.port, timeout=timeout, retries=False, maxsize=1
+    )

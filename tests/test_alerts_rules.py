@@ -1,15 +1,27 @@
+import threading
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
+from alerts import rules
 from alerts.models import Alert, AlertRule, DetectedCheck, RuleKind
+from alerts.raising import raise_alerts
 from roundtable_sync.client import RoundtableClient
-from roundtable_sync.models import PollOutcome, ThresholdSetting, WatchedUser
+from roundtable_sync.models import (
+    PollOutcome,
+    PollRecord,
+    Session,
+    ThresholdSetting,
+    WatchedUser,
+)
 from roundtable_sync.parsing import parse_session_list
 from roundtable_sync.signals import sessions_stored
 from roundtable_sync.store import store_sessions
 from roundtable_sync.sync import sync_user
+from roundtable_sync.watchlist import remove_users
 from tests import payloads
 
 pytestmark = pytest.mark.django_db
@@ -340,7 +352,7 @@ def test_backfill_without_sessions_raises_nothing(watched):
 # Exactly once
 
 
-def test_concurrent_raise_of_same_alert_keeps_one(watched):
+def test_repeated_raise_of_same_alert_keeps_one(watched):
     poll(watched, session("s1", score=60))
     stored = store_sessions(
         watched.user_id,
@@ -351,7 +363,7 @@ def test_concurrent_raise_of_same_alert_keeps_one(watched):
         NOW + timedelta(minutes=5),
     )
 
-    # A second worker sending the same store: the dedupe key keeps one alert.
+    # The same store sent twice: the dedupe key keeps one alert.
     for _ in range(2):
         sessions_stored.send(
             sender=WatchedUser,
@@ -362,6 +374,37 @@ def test_concurrent_raise_of_same_alert_keeps_one(watched):
         )
 
     assert len(alerts(RuleKind.BLOCK_BAND)) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_workers_raising_same_alert_keep_one(watched):
+    poll(watched, session("s1", score=60))
+    row = Session.objects.get(session_id="s1")
+    rule = AlertRule.objects.get(kind=RuleKind.BLOCK_BAND)
+    barrier = threading.Barrier(2)
+    raised = []
+    errors = []
+
+    def worker():
+        candidate = rules.session_alert(rule, watched, row, NOW, "same alert")
+        try:
+            barrier.wait(timeout=10)
+            raised.extend(raise_alerts([candidate]))
+        except Exception as error:  # Reported by the asserts below.
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert len(raised) == 1
+    assert Alert.objects.filter(kind=RuleKind.BLOCK_BAND).count() == 1
 
 
 # Through the sync engine and the sandbox
@@ -427,18 +470,19 @@ def test_sync_failing_alerts_once_per_episode(watched, client, clock, sandbox):
     sync_user(watched, client, now=clock)
     sandbox.faults.add("server_error", user_id=watched.user_id, status=500)
 
-    fail_polls(watched, client, clock, [5, 30, 65, 66, 70, 120])
+    fail_polls(watched, client, clock, [5, 30, 60, 61, 70, 120])
 
     [alert] = alerts(RuleKind.SYNC_FAILING)
-    assert alert.created_at == NOW + timedelta(minutes=66)
+    assert alert.created_at == NOW + timedelta(minutes=61)
     assert "no successful sync for 61 minutes" in alert.title
+    assert alert.details["failing_since"] == NOW.isoformat()
 
 
 def test_sync_failing_exactly_threshold_does_not_alert(watched, client, clock, sandbox):
     sync_user(watched, client, now=clock)
     sandbox.faults.add("server_error", user_id=watched.user_id, status=500)
 
-    fail_polls(watched, client, clock, [5, 65])
+    fail_polls(watched, client, clock, [5, 60])
 
     assert alerts(RuleKind.SYNC_FAILING) == []
 
@@ -453,3 +497,47 @@ def test_sync_success_rearms_sync_failing(watched, client, clock, sandbox):
     fail_polls(watched, client, clock, [80, 141, 150])
 
     assert len(alerts(RuleKind.SYNC_FAILING)) == 2
+
+
+def test_sync_failing_counts_from_adding_when_never_synced(client, clock, sandbox):
+    watched = WatchedUser.objects.create(user_id="alice@example.com", added_at=NOW)
+    sandbox.faults.add("server_error", user_id=watched.user_id, status=500)
+
+    fail_polls(watched, client, clock, [5, 60, 61])
+
+    [alert] = alerts(RuleKind.SYNC_FAILING)
+    assert alert.created_at == NOW + timedelta(minutes=61)
+    assert alert.details["last_synced_at"] is None
+
+
+def test_readded_user_does_not_alert_on_first_failure(client, clock, sandbox):
+    user_id = "alice@example.com"
+    sandbox.faults.add("server_error", user_id=user_id, status=500)
+    earlier = WatchedUser.objects.create(
+        user_id=user_id, added_at=NOW - timedelta(days=10)
+    )
+    clock.now = NOW - timedelta(days=10)
+    sync_user(earlier, client, now=clock)
+    remove_users([user_id])
+    readded = WatchedUser.objects.create(user_id=user_id, added_at=NOW)
+
+    fail_polls(readded, client, clock, [5])
+
+    assert PollRecord.objects.filter(user_id=user_id).count() == 2
+    assert alerts(RuleKind.SYNC_FAILING) == []
+
+
+def test_long_threshold_fires_after_poll_records_pruned(
+    watched, client, clock, sandbox
+):
+    AlertRule.objects.filter(kind=RuleKind.SYNC_FAILING).update(threshold=24 * 60)
+    sync_user(watched, client, now=clock)
+    sandbox.faults.add("server_error", user_id=watched.user_id, status=500)
+
+    with mock.patch.object(PollRecord, "KEEP_PER_USER", 3):
+        fail_polls(watched, client, clock, [5, 360, 720, 1080, 1439, 1440, 1441])
+
+    assert PollRecord.objects.filter(user_id=watched.user_id).count() == 3
+    [alert] = alerts(RuleKind.SYNC_FAILING)
+    assert alert.created_at == NOW + timedelta(minutes=1441)
+    assert "no successful sync for 1441 minutes" in alert.title

@@ -142,6 +142,29 @@ def test_viewer_sees_no_change_buttons(viewer_client):
     assertNotContains(response, "Mark all")
 
 
+@pytest.mark.parametrize(
+    "name",
+    sorted(name for name, (method, _) in urls().items() if method == "post"),
+)
+def test_post_without_csrf_token_is_rejected(analyst, frozen_now, endpoint, name):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(analyst)
+    alert = make_alert()
+    rule = AlertRule.objects.get(kind=RuleKind.SCORE_RISE)
+    secret = endpoint.secret
+    method, url = urls(endpoint.pk, rule.pk, alert.pk)[name]
+    data = {"name": "x", "url": "https://8.8.4.4/", "threshold": 1, "enabled": "on"}
+
+    response = client.post(url, data)
+
+    assertContains(response, "CSRF verification failed", status_code=403)
+    assert Alert.objects.get().read_at is None
+    assert WebhookEndpoint.objects.get().secret == secret
+    assert WebhookEndpoint.objects.get().name == "SIEM"
+    assert AlertRule.objects.get(kind=RuleKind.SCORE_RISE).threshold == 20
+    assert AuditEvent.objects.count() == 0
+
+
 # Inbox
 
 

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
+import certifi
 import pytest
-import requests
+import urllib3
 from django.core import mail
 
-from alerts import tasks
+from alerts import tasks, urlcheck
 from alerts.email import clean_subject
+from alerts.forms import WebhookForm
 from alerts.models import AlertDelivery, AlertRule, RuleKind, WebhookEndpoint
 from alerts.urlcheck import UnsafeWebhookURL, validate_webhook_url
 from alerts.webhooks import MAX_ATTEMPTS, SIGNATURE_HEADER
@@ -332,14 +334,11 @@ def test_public_address_is_accepted():
 
 
 def test_every_resolved_address_must_be_public():
-    def resolve(host, port, **kwargs):
-        return [
-            (2, 1, 6, "", ("8.8.8.8", port)),
-            (2, 1, 6, "", ("10.1.2.3", port)),
-        ]
+    with mock.patch.object(urlcheck, "resolve", autospec=True) as resolve:
+        resolve.return_value = ["8.8.8.8", "10.1.2.3"]
 
-    with pytest.raises(UnsafeWebhookURL, match="10.1.2.3"):
-        validate_webhook_url("https://hooks.example.com/", resolve=resolve)
+        with pytest.raises(UnsafeWebhookURL, match="10.1.2.3"):
+            validate_webhook_url("https://hooks.example.com/")
 
 
 def test_allowed_host_skips_address_check(settings):
@@ -348,17 +347,192 @@ def test_allowed_host_skips_address_check(settings):
     validate_webhook_url("http://10.0.0.1/hook")
 
 
+def no_connection():
+    """Patch every urllib3 pool's request method, to show none is made."""
+    return mock.patch.object(urllib3.HTTPConnectionPool, "urlopen", autospec=True)
+
+
 @pytest.mark.parametrize("url", DISALLOWED[:4])
 def test_send_rejects_before_connecting(watched, clock, url):
     endpoint = endpoint_for(url)
 
-    with mock.patch.object(requests.Session, "send", autospec=True) as send:
+    with no_connection() as urlopen:
         raise_block_alert(watched)
 
-    send.assert_not_called()
+    urlopen.assert_not_called()
     first = attempts(endpoint)[0]
     assert first.succeeded is False
     assert first.error.startswith("Rejected before sending")
+
+
+# URLs that two parsers read differently, numeric IPv4 spellings, and IPv6
+# addresses that reach an internal IPv4 address.
+AMBIGUOUS = [
+    "http://127.0.0.1:9\\@public.example/",
+    "http://public.example\\@127.0.0.1/",
+    "http://user:pass@public.example/",
+    "http://public.example@127.0.0.1/",
+    "http://public.example /",
+    "http://public.example\t/",
+    "http://2130706433/",
+    "http://0177.0.0.1/",
+    "http://0x7f000001/",
+    "http://0x7f.1/",
+    "http://127.1/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::1%25lo]/",
+    "http://[2002:7f00:1::]/",
+    "http://[2002:a9fe:a9fe::]/",
+    "http://[64:ff9b::7f00:1]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+]
+
+
+@pytest.fixture
+def allow_public_example(settings):
+    # Allowed so that an unsafe URL which passes the check skips DNS too: the
+    # test then sends nothing outside the loopback interface.
+    settings.WEBHOOK_ALLOWED_HOSTS = ["public.example"]
+
+
+@pytest.mark.parametrize("url", AMBIGUOUS)
+def test_ambiguous_urls_are_rejected(url, allow_public_example):
+    with pytest.raises(UnsafeWebhookURL):
+        validate_webhook_url(url)
+
+
+@pytest.mark.parametrize("url", AMBIGUOUS)
+def test_ambiguous_urls_are_rejected_at_save(url, allow_public_example):
+    form = WebhookForm({"name": "x", "url": url, "enabled": "on"})
+
+    assert form.is_valid() is False
+    assert "url" in form.errors
+
+
+@pytest.mark.parametrize("url", AMBIGUOUS)
+def test_ambiguous_urls_are_rejected_at_send(watched, clock, url, allow_public_example):
+    endpoint = endpoint_for(url)
+
+    with no_connection() as urlopen:
+        raise_block_alert(watched)
+
+    urlopen.assert_not_called()
+    first = attempts(endpoint)[0]
+    assert first.succeeded is False
+    assert first.error.startswith("Rejected before sending")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:{port}\\@public.example/hook",
+        "http://public.example@127.0.0.1:{port}/hook",
+    ],
+)
+def test_parser_confusion_does_not_reach_loopback(
+    watched, clock, template, allow_public_example
+):
+    with Receiver() as receiver:
+        endpoint = endpoint_for(template.format(port=receiver.server.server_port))
+
+        raise_block_alert(watched)
+
+    assert receiver.requests == []
+    assert attempts(endpoint)[0].error.startswith("Rejected before sending")
+
+
+def test_6to4_reaching_public_ipv4_is_accepted():
+    validate_webhook_url("http://[2002:808:808::]/")
+
+
+def test_error_names_embedded_ipv4():
+    with pytest.raises(UnsafeWebhookURL, match="169.254.169.254, a cloud metadata"):
+        validate_webhook_url("http://[2002:a9fe:a9fe::]/")
+
+
+# Connecting to the checked address
+
+
+def test_send_connects_to_checked_address(watched, clock):
+    endpoint_for("http://hooks.example.com:8080/hook?x=1")
+
+    with (
+        mock.patch.object(urlcheck, "resolve", autospec=True) as resolve,
+        mock.patch.object(urllib3, "HTTPConnectionPool", autospec=True) as pool,
+    ):
+        resolve.return_value = ["8.8.8.8"]
+        pool.return_value.urlopen.return_value.status = 200
+        raise_block_alert(watched)
+
+    resolve.assert_called_once_with("hooks.example.com", 8080)
+    assert pool.call_args.args == ("8.8.8.8", 8080)
+    assert pool.call_args.kwargs["retries"] is False
+    [call] = pool.return_value.urlopen.call_args_list
+    assert call.args[:2] == ("POST", "/hook?x=1")
+    assert call.kwargs["headers"]["Host"] == "hooks.example.com:8080"
+    assert call.kwargs["redirect"] is False
+
+
+def test_https_send_verifies_certificate_for_url_host(watched, clock, settings):
+    settings.WEBHOOK_CONNECT_TIMEOUT = 3.0
+    endpoint_for("https://hooks.example.com/hook")
+
+    with (
+        mock.patch.object(urlcheck, "resolve", autospec=True) as resolve,
+        mock.patch.object(urllib3, "HTTPSConnectionPool", autospec=True) as pool,
+    ):
+        resolve.return_value = ["8.8.8.8"]
+        pool.return_value.urlopen.return_value.status = 200
+        raise_block_alert(watched)
+
+    assert pool.call_args.args == ("8.8.8.8", 443)
+    kwargs = pool.call_args.kwargs
+    assert kwargs["server_hostname"] == "hooks.example.com"
+    assert kwargs["assert_hostname"] == "hooks.example.com"
+    assert kwargs["cert_reqs"] == "CERT_REQUIRED"
+    assert kwargs["ca_certs"] == certifi.where()
+    assert kwargs["timeout"].connect_timeout == 3.0
+    assert kwargs["timeout"].read_timeout == 2.0
+    headers = pool.return_value.urlopen.call_args.kwargs["headers"]
+    assert headers["Host"] == "hooks.example.com"
+
+
+def test_request_carries_url_host(watched, clock):
+    with Receiver() as receiver:
+        endpoint_for(receiver.url)
+
+        raise_block_alert(watched)
+
+    port = receiver.server.server_port
+    assert receiver.requests[0]["headers"]["Host"] == f"127.0.0.1:{port}"
+
+
+def test_allowed_host_name_is_delivered(watched, clock, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["localhost"]
+    with Receiver() as receiver:
+        port = receiver.server.server_port
+        endpoint = endpoint_for(f"http://localhost:{port}/hook")
+
+        raise_block_alert(watched)
+
+    assert attempts(endpoint)[0].succeeded is True
+    assert receiver.requests[0]["headers"]["Host"] == f"localhost:{port}"
+
+
+def test_refused_address_falls_back_to_next(watched, clock, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.test"]
+    with Receiver() as receiver:
+        port = receiver.server.server_port
+        endpoint = endpoint_for(f"http://hooks.test:{port}/hook")
+        with mock.patch.object(urlcheck, "resolve", autospec=True) as resolve:
+            # Nothing listens on 127.0.0.2, so that connection is refused.
+            resolve.return_value = ["127.0.0.2", "127.0.0.1"]
+
+            raise_block_alert(watched)
+
+    assert attempts(endpoint)[0].succeeded is True
+    assert len(receiver.requests) == 1
 
 
 # E-mail
