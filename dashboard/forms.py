@@ -51,8 +51,9 @@ class RemoveUserForm(forms.Form):
         label="Also delete the stored sessions",
         required=False,
         help_text=(
-            "Deletes this user's stored sessions and coverage gaps for good. "
-            "Sessions older than the newest 100 cannot be fetched again."
+            "Deletes everything stored for this user for good, as an erasure "
+            "does: sessions, poll history, coverage gaps, decisions and "
+            "alerts. Polls will not store those sessions again."
         ),
     )
 

@@ -72,6 +72,20 @@ def _pause(reason, message, until):
     logger.error("Polling paused until %s: %s", until.isoformat(), message)
 
 
+def end_pause_early(now):
+    """End a pause now, keeping its reason so the next dispatch probes first.
+
+    The dispatcher polls one user while an ended pause still has a reason,
+    and only a successful answer clears it; a key that is still rejected
+    costs one request, not one per user.
+    """
+    updated = AccountState.objects.filter(pk=1, paused_until__gt=now).update(
+        paused_until=now
+    )
+    if updated:
+        logger.info("Account-wide pause ended early: the next dispatch probes")
+
+
 def clear_pause():
     """End any pause, after a successful request proved the API works again."""
     updated = (

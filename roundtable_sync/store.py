@@ -298,13 +298,25 @@ def _replace_logged_events(session_ids, parsed):
 
 
 def replace_fetched_events(session, event_list, now):
-    """Store events from the events endpoint and date the session by them."""
+    """Store events from the events endpoint and date the session by them.
+
+    Returns the number of events stored, or None when the session was
+    deleted (purged, erased, expired) while its events were being fetched.
+    """
     events = [
         _event_row(session.session_id, position, event)
         for position, event in enumerate(event_list.events)
     ]
     timestamps = [e.timestamp for e in events if e.timestamp is not None]
     with transaction.atomic():
+        # Locks the row on PostgreSQL, so a concurrent delete waits for us.
+        if not Session.objects.select_for_update().filter(pk=session.pk).exists():
+            logger.info(
+                "%s: session %s was deleted before its events were stored",
+                session.user_id,
+                session.session_id,
+            )
+            return None
         SessionEvent.objects.filter(session_id=session.session_id).delete()
         SessionEvent.objects.bulk_create(events, batch_size=BATCH_SIZE)
         update = {"needs_events": False, "events_fetched_at": now}

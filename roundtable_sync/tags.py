@@ -340,9 +340,15 @@ def _announce(user_id, stored, now):
     Only the first store that finds a change records it, so without this
     signal a tag poll would hide score changes from the alert rules. A user
     not synced yet gets no signal, because its first sync is the backfill.
+    Sessions new to the store are left out: a tag lists sessions far older
+    than the user's own newest 100, and alerting on each would flood the
+    inbox with history.
     """
-    if not (stored.new or stored.changed):
+    # NOTE: a session that a tag poll stores before the user's own poll sees
+    # it raises no new-session alert (only later score changes do).
+    if not stored.changed:
         return
+    stored = dataclasses.replace(stored, new=0, new_session_ids=[])
     watched_user = WatchedUser.objects.filter(
         user_id=user_id, last_synced_at__isnull=False
     ).first()

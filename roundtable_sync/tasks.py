@@ -255,8 +255,8 @@ def _fetch_one(client, session):
     except RoundtableError as error:
         _count_failed_attempt(session, now, error)
         return 0
-    replace_fetched_events(session, events, now)
-    return 1
+    stored = replace_fetched_events(session, events, now)
+    return 0 if stored is None else 1
 
 
 def _count_failed_attempt(session, now, error):

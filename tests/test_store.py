@@ -228,3 +228,21 @@ def test_session_older_than_retention_is_not_stored(settings):
 
     assert result.forgotten == 1
     assert not Session.objects.exists()
+
+
+def test_events_of_deleted_session_are_dropped():
+    store_sessions("u", parsed(payloads.session("s1", user_logs=payloads.DROP)), NOW)
+    session = Session.objects.get(pk="s1")
+    Session.objects.filter(pk="s1").delete()
+    events = parse_events(
+        {
+            "session_id": "s1",
+            "event_count": 1,
+            "events": [
+                {"action": "a", "user_time": "t", "unix_timestamp": 1743055845000}
+            ],
+        }
+    )
+
+    assert replace_fetched_events(session, events, NOW) is None
+    assert not SessionEvent.objects.exists()

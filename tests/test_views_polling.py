@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from roundtable_sync.account import key_fingerprint
+from roundtable_sync.account import active_pause, key_fingerprint
 from roundtable_sync.models import AccountState, PauseReason
 from workflow.models import AuditEvent
 
@@ -48,8 +48,10 @@ def test_resume_ends_pause_and_redirects_back(signed_in, paused_account):
     assert response.status_code == 302
     assert response["Location"] == "/watchlist/"
     state = AccountState.load()
-    assert state.paused_until is None
-    assert state.pause_reason == ""
+    assert state.paused_until <= timezone.now()
+    assert active_pause(timezone.now()) is None
+    # The reason stays, so the next dispatch polls one user as a probe.
+    assert state.pause_reason == PauseReason.KEY_REJECTED
 
 
 @pytest.mark.django_db

@@ -764,3 +764,10 @@ def test_purge_is_audited_with_counts_only(analyst_client, active_user):
     assert event.details["poll_records"] == 1
     assert event.details["coverage_gaps"] == 0
     assert "secret-session" not in str(event.details)
+
+
+def test_forbidden_page_explains_the_role(viewer_client):
+    response = viewer_client.post(reverse("watchlist_add"), {"user_ids": "u1"})
+
+    assert response.status_code == 403
+    assertContains(response, "analysts", status_code=403)

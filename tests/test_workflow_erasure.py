@@ -189,6 +189,21 @@ def test_command_cancelled_erases_nothing(frozen_now, monkeypatch):
     assert not AuditEvent.objects.exists()
 
 
+def test_command_with_closed_stdin_erases_nothing(frozen_now, monkeypatch):
+    store_user_data("alice")
+
+    def closed(prompt):
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", closed)
+
+    with pytest.raises(CommandError, match="--no-input") as raised:
+        call_command("erase_user", "alice")
+
+    assert raised.value.returncode == 2
+    assert stored_rows("alice") == 5
+
+
 def test_command_rejects_invalid_id():
     with pytest.raises(CommandError) as error:
         call_command("erase_user", "  ", "--no-input")

@@ -5,10 +5,11 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from roundtable_sync.account import clear_pause
+from roundtable_sync.account import end_pause_early
 from workflow import audit
 from workflow.permissions import analyst_required
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 @require_POST
 def polling_resume(request):
     """End an account-wide pause now, for example after the vendor fixed a key."""
-    clear_pause()
+    end_pause_early(timezone.now())
     audit.record(request.user, "polling_resumed")
     logger.info("Account-wide pause ended early by %s", request.user.get_username())
     messages.success(

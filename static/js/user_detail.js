@@ -67,8 +67,13 @@
 
   // Intl.DateTimeFormat throws RangeError for a zone name the browser does
   // not know, such as "localtime", so the ticks fall back to UTC.
-  function dayFormat(timeZone) {
+  // Ticks name the hour too when the chart spans less than three days.
+  function dayFormat(timeZone, withHours) {
     var options = { timeZone: timeZone, year: "numeric", month: "short", day: "numeric" };
+    if (withHours) {
+      options.hour = "2-digit";
+      options.minute = "2-digit";
+    }
     try {
       return { format: new Intl.DateTimeFormat(undefined, options), zone: timeZone };
     } catch (error) {
@@ -88,9 +93,9 @@
       return;
     }
     var data = JSON.parse(element.textContent);
-    var day = dayFormat(data.time_zone);
-
     var range = timeRange(data.series);
+    var threeDays = 3 * 24 * 60 * 60 * 1000;
+    var day = dayFormat(data.time_zone, range.max - range.min < threeDays);
 
     new Chart(canvas, {
       type: "scatter",

@@ -32,11 +32,19 @@ class Command(BaseCommand):
 
         if interactive:
             counts = stored_counts(user_id)
-            answer = input(
-                f"Erase {counts['sessions']} session(s), {counts['poll_records']} "
-                f"poll record(s) and all other data of {user_id!r} for good? "
-                "Type 'yes' to continue: "
-            )
+            try:
+                answer = input(
+                    f"Erase {counts['sessions']} session(s), "
+                    f"{counts['poll_records']} poll record(s) and all other data "
+                    f"of {user_id!r} for good? Type 'yes' to continue: "
+                )
+            except EOFError:
+                raise CommandError(
+                    "No confirmation could be read: standard input is closed. "
+                    "Run with --no-input to erase without asking. Nothing was "
+                    "erased.",
+                    returncode=2,
+                ) from None
             if answer != "yes":
                 raise CommandError("Erasure cancelled. Nothing was erased.")
 
