@@ -17,17 +17,17 @@ class RoundtableError(Exception):
 
 
 class KeyRejectedError(RoundtableError):
-    """The API answered 401 or 403: the key is wrong, revoked or lacks access."""
+    """The API responded 401 or 403: the key is wrong, revoked or lacks access."""
 
 
 class NotFoundError(RoundtableError):
-    """The API answered 404 for the requested user, session or tag."""
+    """The API responded 404 for the requested user, session or tag."""
 
     status = 404
 
 
 class RequestRejectedError(RoundtableError):
-    """The API answered another 4xx status, which retrying will not fix."""
+    """The API responded with another 4xx status, which retrying will not fix."""
 
 
 class RetryLaterError(RoundtableError):
@@ -48,13 +48,13 @@ class RetryLaterError(RoundtableError):
 
 
 class RateLimitedError(RetryLaterError):
-    """The API answered 429 on every attempt, or asked for a long wait."""
+    """The API responded 429 on every attempt, or requested a long wait."""
 
     status = 429
 
 
 class ServerError(RetryLaterError):
-    """The API answered 5xx on every attempt, or asked for a long wait."""
+    """The API responded 5xx on every attempt, or requested a long wait."""
 
 
 class ApiConnectionError(RetryLaterError):

@@ -11,10 +11,12 @@ class PollOutcome(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class WatchedUser(models.Model):
-    """A Roundtable user ID on the watchlist, with the state of its polling."""
+class PolledTarget(models.Model):
+    """What the dispatcher polls on a schedule: a watched user or tag.
 
-    user_id = models.CharField(max_length=255, unique=True)
+    The fields a claim, a poll's outcome and the watchlist pages share.
+    """
+
     note = models.TextField(blank=True)
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -22,7 +24,7 @@ class WatchedUser(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="Empty when the user was added from the command line.",
+        help_text="Empty when the entry was added from the command line.",
     )
     added_at = models.DateTimeField(default=timezone.now)
     is_active = models.BooleanField(default=True)
@@ -36,6 +38,19 @@ class WatchedUser(models.Model):
         max_length=16, choices=PollOutcome.choices, blank=True
     )
     last_poll_error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def added_by_label(self):
+        return self.added_by.get_username() if self.added_by else "command line"
+
+
+class WatchedUser(PolledTarget):
+    """A Roundtable user ID on the watchlist, with the state of its polling."""
+
+    user_id = models.CharField(max_length=255, unique=True)
     coverage_gap_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -51,10 +66,6 @@ class WatchedUser(models.Model):
 
     def __str__(self):
         return self.user_id
-
-    @property
-    def added_by_label(self):
-        return self.added_by.get_username() if self.added_by else "command line"
 
 
 class PollRecord(models.Model):
@@ -311,31 +322,10 @@ class ThresholdSetting(models.Model):
         return f"review from {self.review}, block from {self.block}"
 
 
-class WatchedTag(models.Model):
+class WatchedTag(PolledTarget):
     """A Roundtable tag whose sessions are polled, across all users."""
 
     tag = models.CharField(max_length=255, unique=True)
-    note = models.TextField(blank=True)
-    added_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty when the tag was added from the command line.",
-    )
-    added_at = models.DateTimeField(default=timezone.now)
-    is_active = models.BooleanField(default=True)
-
-    next_poll_at = models.DateTimeField(null=True, blank=True)
-    # Set by the dispatcher's conditional UPDATE; only the holder polls.
-    claim_token = models.UUIDField(null=True, blank=True)
-    last_polled_at = models.DateTimeField(null=True, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    last_poll_outcome = models.CharField(
-        max_length=16, choices=PollOutcome.choices, blank=True
-    )
-    last_poll_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["tag"]
@@ -346,10 +336,6 @@ class WatchedTag(models.Model):
 
     def __str__(self):
         return self.tag
-
-    @property
-    def added_by_label(self):
-        return self.added_by.get_username() if self.added_by else "command line"
 
 
 class PendingTagSession(models.Model):

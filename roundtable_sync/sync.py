@@ -124,7 +124,7 @@ class _UserRemoved(Exception):
 
 
 def _clear_pause_if_answered(error):
-    # Any HTTP answer other than 401, 403 or 429 shows that the key works and
+    # Any HTTP response other than 401, 403 or 429 shows that the key works and
     # the account is not rate limited, so an ended pause's probe is over.
     if error.status is not None:
         account.clear_pause()
@@ -183,8 +183,8 @@ def _store(watched_user, listing, now):
 def _account_wide(watched_user, error):
     """Return the result of a poll stopped by an account-wide pause.
 
-    The user stays due: the pause, not the user's own schedule, holds the
-    next poll back, so a fixed key or an ended wait resumes it at once.
+    The user stays due: the pause, not the user's own schedule, delays the
+    next poll, so a fixed key or an ended wait resumes it at once.
     """
     return PollResult(
         watched_user.user_id,
