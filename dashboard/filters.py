@@ -291,7 +291,9 @@ class SessionFilterForm(forms.Form):
         if data.get("check_name"):
             checks["name"] = data["check_name"]
         if data.get("check_status"):
-            checks["status"] = data["check_status"]
+            # Statuses are stored as received ("Detected"); a typed
+            # "detected" in a shared URL still means the same status.
+            checks["status__iexact"] = data["check_status"]
         if not checks:
             return sessions
         matching = SessionCheck.objects.filter(session=OuterRef("pk"), **checks)

@@ -151,6 +151,7 @@ def _store(watched_user, listing, now):
     )
     gap = (
         previous_sync_at is not None
+        and stored.new > 0
         and listing.item_count >= API_PAGE_LIMIT
         and stored.changed == 0
         and stored.unchanged == 0

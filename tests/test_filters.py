@@ -424,3 +424,10 @@ def test_date_range_covers_whole_local_day_across_dst():
         result = matching(f"since={date(2026, 3, 8)}&until={date(2026, 3, 8)}")
 
     assert result == ["end", "start"]
+
+
+def test_check_status_ignores_case():
+    session = make_session("u", "s1", NOW)
+    add_check(session, "vpn", "Detected")
+
+    assert matching("check_name=vpn&check_status=detected") == ["s1"]

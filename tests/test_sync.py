@@ -310,3 +310,16 @@ def test_erased_sessions_stay_gone_after_re_adding(watched, client, clock):
 
     assert result.new == 0
     assert not Session.objects.exists()
+
+
+def test_all_skipped_page_is_no_coverage_gap(watched, clock):
+    WatchedUser.objects.filter(pk=watched.pk).update(last_synced_at=START)
+    watched.refresh_from_db()
+    items = [payloads.session("x" * 250 + f"{i:06d}") for i in range(100)]
+
+    result = sync_user(
+        watched, ListingClient(payloads.user_sessions("u", items)), now=clock
+    )
+
+    assert result.new == 0
+    assert result.coverage_gap is False
