@@ -76,7 +76,7 @@ def end_pause_early(now):
     """End a pause now, keeping its reason so the next dispatch probes first.
 
     The dispatcher polls one user while an ended pause still has a reason,
-    and only a successful answer clears it; a key that is still rejected
+    and only a successful response clears it; a key that is still rejected
     costs one request, not one per user.
     """
     updated = AccountState.objects.filter(pk=1, paused_until__gt=now).update(

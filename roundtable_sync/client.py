@@ -253,7 +253,7 @@ class RoundtableClient:
         retry_at = None
         if transient.retry_after is not None:
             retry_at = self._now() + timedelta(seconds=transient.retry_after)
-            message += f" Roundtable asked to wait until {_format_time(retry_at)}."
+            message += f" Roundtable requested a wait until {_format_time(retry_at)}."
         return transient.error_class(
             message, status=transient.status, retry_at=retry_at
         )
@@ -351,7 +351,7 @@ class RoundtableClient:
         if 500 <= status < 600:
             raise self._transient_or_deferred(target, response, errors.ServerError)
         raise errors.InvalidResponseError(
-            f"Roundtable answered the {target.endpoint} request for "
+            f"Roundtable responded to the {target.endpoint} request for "
             f"{target.subject} with the unexpected status HTTP {status}.",
             status=status,
         )
@@ -367,8 +367,8 @@ class RoundtableClient:
         retry_at = self._now() + timedelta(seconds=retry_after)
         return error_class(
             f"The Roundtable {target.endpoint} request for {target.subject} is "
-            f"deferred until {_format_time(retry_at)}: Roundtable answered "
-            f"HTTP {status} and asked to wait {retry_after:g} s.",
+            f"deferred until {_format_time(retry_at)}: Roundtable responded "
+            f"HTTP {status} and requested a wait of {retry_after:g} s.",
             status=status,
             retry_at=retry_at,
         )
@@ -394,7 +394,7 @@ class RoundtableClient:
         location = response.headers.get("Location")
         if not location:
             raise errors.InvalidResponseError(
-                f"Roundtable answered the {target.endpoint} request for "
+                f"Roundtable responded to the {target.endpoint} request for "
                 f"{target.subject} with HTTP {response.status_code} but no "
                 "Location header."
             )

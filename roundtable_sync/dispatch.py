@@ -65,10 +65,10 @@ def claim(candidates, now, model=WatchedUser):
 
 
 def claim_now(pks, now, model=WatchedUser):
-    """Claim rows for a poll now, due or not, unless a live claim holds them.
+    """Claim rows for a poll now, due or not, unless a live claim has them.
 
     Used by sync_sessions, which polls on demand but must not poll a user
-    whose queued or running poll still holds its lease.
+    whose queued or running poll still has its lease.
     """
     token = uuid.uuid4()
     model.objects.filter(pk__in=pks).filter(

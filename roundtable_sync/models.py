@@ -12,9 +12,9 @@ class PollOutcome(models.TextChoices):
 
 
 class PolledTarget(models.Model):
-    """What the dispatcher polls on a schedule: a watched user or tag.
+    """Base of the watched users and tags that the dispatcher polls.
 
-    The fields a claim, a poll's outcome and the watchlist pages share.
+    It has the fields that claims, poll outcomes and the watchlist pages use.
     """
 
     note = models.TextField(blank=True)

@@ -8,7 +8,6 @@ and are then stored like any other session.
 
 import dataclasses
 import logging
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from roundtable_sync.errors import (
     RetryLaterError,
     RoundtableError,
 )
+from roundtable_sync.identifiers import clean_all, clean_identifier
 from roundtable_sync.models import (
     PendingTagSession,
     PollOutcome,
@@ -37,7 +37,6 @@ from roundtable_sync.sync import poll_interval
 
 logger = logging.getLogger(__name__)
 
-MAX_TAG_LENGTH = 255
 # Length of the Session and PendingTagSession key and user ID columns.
 MAX_ID_LENGTH = 255
 
@@ -56,21 +55,7 @@ def clean_tag(value):
     ends. "." and ".." are rejected because the tags endpoint takes the tag
     only in the URL path, where they would read as dot segments.
     """
-    if not isinstance(value, str):
-        raise InvalidTagError(f"Tag {value!r} is not text.")
-    cleaned = value.strip()
-    if not cleaned:
-        raise InvalidTagError("Tag is empty (or only whitespace): give a tag.")
-    if len(cleaned) > MAX_TAG_LENGTH:
-        raise InvalidTagError(
-            f"Tag {cleaned[:40]!r}… is {len(cleaned)} characters long; the "
-            f"maximum is {MAX_TAG_LENGTH}."
-        )
-    if any(unicodedata.category(char) == "Cc" for char in cleaned):
-        raise InvalidTagError(
-            f"Tag {cleaned!r} contains a control character (such as a tab, "
-            "newline or NUL): remove it."
-        )
+    cleaned = clean_identifier(value, "Tag", InvalidTagError)
     if cleaned in (".", ".."):
         raise InvalidTagError(
             f"Tag {cleaned!r} cannot be requested from the tags endpoint: "
@@ -80,22 +65,8 @@ def clean_tag(value):
 
 
 def clean_tags(values):
-    """Clean every tag and raise all errors together, if any.
-
-    Duplicates after trimming are reduced to one, keeping the first order.
-    """
-    cleaned, errors = [], []
-    for value in values:
-        try:
-            tag = clean_tag(value)
-        except InvalidTagError as error:
-            errors.append(str(error))
-            continue
-        if tag not in cleaned:
-            cleaned.append(tag)
-    if errors:
-        raise InvalidTagError(" ".join(errors))
-    return cleaned
+    """Clean every tag and raise all errors together, if any."""
+    return clean_all(values, clean_tag, InvalidTagError)
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Adding, pausing and removing watched users: shared by the UI and commands."""
 
 import logging
-import unicodedata
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from roundtable_sync.identifiers import clean_all, clean_identifier
 from roundtable_sync.models import (
     WatchedUser,
 )
@@ -16,7 +16,6 @@ from workflow.erasure import delete_stored_data
 
 logger = logging.getLogger(__name__)
 
-MAX_USER_ID_LENGTH = 255
 # Keeps each IN (...) list well under SQLite's bound-parameter limit.
 _BATCH_SIZE = 500
 
@@ -31,43 +30,12 @@ def clean_user_id(value):
     Roundtable user IDs are opaque: any characters are kept, including
     "/", "?", "#", "%" and non-ASCII, and only the ends are trimmed.
     """
-    if not isinstance(value, str):
-        raise InvalidUserIdError(f"User ID {value!r} is not text.")
-    cleaned = value.strip()
-    if not cleaned:
-        raise InvalidUserIdError(
-            "User ID is empty (or only whitespace): give a Roundtable user ID."
-        )
-    if len(cleaned) > MAX_USER_ID_LENGTH:
-        raise InvalidUserIdError(
-            f"User ID {cleaned[:40]!r}… is {len(cleaned)} characters long; the "
-            f"maximum is {MAX_USER_ID_LENGTH}."
-        )
-    if any(unicodedata.category(char) == "Cc" for char in cleaned):
-        raise InvalidUserIdError(
-            f"User ID {cleaned!r} contains a control character (such as a tab, "
-            "newline or NUL): remove it."
-        )
-    return cleaned
+    return clean_identifier(value, "User ID", InvalidUserIdError)
 
 
 def clean_user_ids(values):
-    """Clean every ID, collecting all errors; raise them together if any.
-
-    Duplicates after trimming are reduced to one, keeping the first order.
-    """
-    cleaned, errors = [], []
-    for value in values:
-        try:
-            user_id = clean_user_id(value)
-        except InvalidUserIdError as error:
-            errors.append(str(error))
-            continue
-        if user_id not in cleaned:
-            cleaned.append(user_id)
-    if errors:
-        raise InvalidUserIdError(" ".join(errors))
-    return cleaned
+    """Clean every ID and raise all errors together, if any."""
+    return clean_all(values, clean_user_id, InvalidUserIdError)
 
 
 @dataclass
