@@ -93,6 +93,26 @@ def env_http_url(name, default):
     return value.rstrip("/")
 
 
+def env_redis_url(name):
+    """Read an optional Redis URL (redis://, rediss:// or unix://)."""
+    value = env_str(name)
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        # Only the scheme is echoed: the rest may contain a password.
+        raise ImproperlyConfigured(
+            f"{name} has the scheme {parts.scheme!r}: give a Redis URL such as "
+            "redis://127.0.0.1:6379/0 (or rediss:// for TLS, unix:// for a socket)."
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} has no host name: give a Redis URL such as "
+            "redis://127.0.0.1:6379/0."
+        )
+    return value
+
+
 def env_log_level(name, default="INFO"):
     """Read a logging level name such as DEBUG, INFO or WARNING."""
     value = env_str(name, default).upper()

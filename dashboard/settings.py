@@ -18,6 +18,7 @@ from dashboard.env import (
     env_int,
     env_list,
     env_log_level,
+    env_redis_url,
     env_str,
 )
 
@@ -193,6 +194,14 @@ ROUNDTABLE_MAX_RESPONSE_MB = env_float(
     "ROUNDTABLE_MAX_RESPONSE_MB", 50.0, minimum=0.001
 )
 
+# API requests per second for the whole account, however many workers and
+# clusters run (roundtable_sync.throttle). 0 turns the limit off.
+# NOTE: Roundtable documents no rate limit; 20 is a guess that leaves room
+# for 6,000 polls in the default 300 s interval.
+ROUNDTABLE_REQUESTS_PER_SECOND = env_float(
+    "ROUNDTABLE_REQUESTS_PER_SECOND", 20.0, minimum=0.0, maximum=10000.0
+)
+
 # Polling. The interval is per watched user; the dispatcher runs every minute.
 ROUNDTABLE_POLL_INTERVAL = env_int("ROUNDTABLE_POLL_INTERVAL", 300, minimum=60)
 # Events-endpoint requests per minute for the whole account, spent on new
@@ -248,8 +257,6 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "roundtable-dashboard@localho
 _TASK_TIMEOUT = int(ROUNDTABLE_REQUEST_DEADLINE * 2 + 30)
 Q_CLUSTER = {
     "name": "roundtable",
-    # The ORM broker keeps the queue in the database: no extra server.
-    "orm": "default",
     "workers": env_int("ROUNDTABLE_WORKERS", 2, minimum=1, maximum=64),
     # Kill a task that runs longer than this many seconds.
     "timeout": _TASK_TIMEOUT,
@@ -266,5 +273,16 @@ Q_CLUSTER = {
     "save_limit": 250,
     # Seconds between broker polls of the ORM queue.
     "poll": 1,
+    # Tasks a worker process runs before django-q2 replaces it with a fresh
+    # one, a bound on memory that a library might leak.
+    "recycle": env_int("ROUNDTABLE_WORKER_RECYCLE", 500, minimum=1),
     "label": "Task queue",
 }
+# The ORM broker keeps the queue in the database, with no extra server. With
+# ROUNDTABLE_BROKER_URL set, the queue moves to Redis, which several clusters
+# on several machines can share without polling the database every second.
+ROUNDTABLE_BROKER_URL = env_redis_url("ROUNDTABLE_BROKER_URL")
+if ROUNDTABLE_BROKER_URL:
+    Q_CLUSTER["redis"] = ROUNDTABLE_BROKER_URL
+else:
+    Q_CLUSTER["orm"] = "default"

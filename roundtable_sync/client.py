@@ -89,6 +89,9 @@ ADVICE = {
 class RoundtableClient:
     """Client of the Roundtable API for one API key and base URL.
 
+    ``throttle``, when given, has a ``reserve()`` method that returns the
+    seconds to wait before the next request, and is called before every HTTP
+    request, retries and redirects included (see roundtable_sync.throttle).
     ``monotonic``, ``sleep``, ``now`` and ``rng`` are the clocks and the
     random source, injectable so tests control time.
     """
@@ -105,6 +108,7 @@ class RoundtableClient:
         max_response_bytes=50 * 1024 * 1024,
         max_retry_wait=60.0,
         session=None,
+        throttle=None,
         monotonic=time.monotonic,
         sleep=time.sleep,
         now=_utc_now,
@@ -119,6 +123,7 @@ class RoundtableClient:
         self.max_response_bytes = max_response_bytes
         self.max_retry_wait = max_retry_wait
         self.session = session if session is not None else requests.Session()
+        self.throttle = throttle
         self._auth = _BearerAuth(api_key)
         self._monotonic = monotonic
         self._sleep = sleep
@@ -130,6 +135,10 @@ class RoundtableClient:
     @classmethod
     def from_settings(cls, **overrides):
         """Create a client from the ROUNDTABLE_* settings; overrides win."""
+        # Imported here because the throttle uses the database and this
+        # module imports no models.
+        from roundtable_sync.throttle import RequestThrottle
+
         options = {
             "api_key": settings.ROUNDTABLE_API_KEY,
             "base_url": settings.ROUNDTABLE_API_URL,
@@ -140,6 +149,7 @@ class RoundtableClient:
             "max_response_bytes": int(
                 settings.ROUNDTABLE_MAX_RESPONSE_MB * 1024 * 1024
             ),
+            "throttle": RequestThrottle.from_settings(),
         }
         options.update(overrides)
         if not options["api_key"]:
@@ -285,7 +295,24 @@ class RoundtableClient:
 
     # One HTTP exchange
 
+    def _wait_for_slot(self, target, deadline_at):
+        if self.throttle is None:
+            return
+        wait = self.throttle.reserve()
+        if wait <= 0:
+            return
+        if wait >= deadline_at - self._monotonic():
+            raise errors.ApiTimeoutError(
+                f"The Roundtable {target.endpoint} request for {target.subject} "
+                f"would wait {wait:.1f} s for its turn under "
+                "ROUNDTABLE_REQUESTS_PER_SECOND, past the "
+                f"{self.deadline:g} s deadline. Raise the limit or lower "
+                "ROUNDTABLE_WORKERS."
+            )
+        self._sleep(wait)
+
     def _send(self, target, url, deadline_at):
+        self._wait_for_slot(target, deadline_at)
         left = self._time_left(target, deadline_at)
         # NOTE: until the headers are in, the read timeout applies to each
         # socket read, so a server trickling its status line and headers a

@@ -289,6 +289,20 @@ class AccountState(models.Model):
         return state
 
 
+class RequestSlot(models.Model):
+    """The start time of the newest API request reserved account-wide: one row.
+
+    roundtable_sync.throttle moves it forward by one request's share of
+    ROUNDTABLE_REQUESTS_PER_SECOND for every request, from every process.
+    """
+
+    # Unix seconds, a float because slots are a fraction of a second apart.
+    reserved_until = models.FloatField(default=0.0)
+
+    def __str__(self):
+        return "API request slot"
+
+
 class ThresholdSetting(models.Model):
     """Score thresholds adopted in the UI; the newest row is in force.
 

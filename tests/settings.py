@@ -27,6 +27,10 @@ STORAGES["staticfiles"]["BACKEND"] = (  # noqa: F405
     "django.contrib.staticfiles.storage.StaticFilesStorage"
 )
 
+# No account-wide request spacing, so that tests running tasks inline never
+# sleep; the throttle's own tests turn it on.
+ROUNDTABLE_REQUESTS_PER_SECOND = 0
+
 # Run django-q2 tasks inline so tests see their effects and their errors.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
 

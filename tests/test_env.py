@@ -13,6 +13,7 @@ from dashboard.env import (
     env_int,
     env_list,
     env_log_level,
+    env_redis_url,
 )
 
 
@@ -144,3 +145,42 @@ def test_manage_py_prints_configuration_error_without_traceback():
     assert result.returncode == 1
     assert result.stderr.startswith("Configuration error: DJANGO_SECRET_KEY")
     assert "Traceback" not in result.stderr
+
+
+def test_env_redis_url_accepts_redis_schemes(monkeypatch):
+    assert env_redis_url("MISSING_BROKER") == ""
+    monkeypatch.setenv("BROKER", "redis://127.0.0.1:6379/3")
+
+    assert env_redis_url("BROKER") == "redis://127.0.0.1:6379/3"
+
+
+def test_env_redis_url_hides_password_in_error(monkeypatch):
+    monkeypatch.setenv("BROKER", "http://user:s3cret@127.0.0.1:6379/0")
+
+    with pytest.raises(ImproperlyConfigured, match="scheme 'http'") as raised:
+        env_redis_url("BROKER")
+    assert "s3cret" not in str(raised.value)
+
+
+def test_broker_url_selects_redis_broker():
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(sorted(k for k in ('orm', 'redis') if k in settings.Q_CLUSTER))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        "DJANGO_DEBUG": "1",
+        "ROUNDTABLE_BROKER_URL": "redis://127.0.0.1:6379/9",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == "['redis']", result.stderr

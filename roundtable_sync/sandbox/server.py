@@ -14,6 +14,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -38,6 +39,8 @@ class ReceivedRequest:
     path: str  # the raw request target, still percent-encoded
     headers: dict  # a copy, with Authorization redacted
     status: int
+    # Unix seconds when the request line was read, before any latency.
+    received_at: float = 0.0
 
 
 class KnownUsers:
@@ -173,6 +176,10 @@ class _Handler(BaseHTTPRequestHandler):
     def sandbox(self):
         return self.server.sandbox
 
+    def parse_request(self):
+        self.received_at = time.time()
+        return super().parse_request()
+
     def do_GET(self):
         self._handle()
 
@@ -277,8 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "Authorization" in headers:
             headers["Authorization"] = "REDACTED"
         status = int(code) if str(code).isdigit() else 0
+        received_at = getattr(self, "received_at", None) or time.time()
         self.sandbox.record(
-            ReceivedRequest(self.command or "", self.path, headers, status)
+            ReceivedRequest(self.command or "", self.path, headers, status, received_at)
         )
         logger.info("%s %s %s", self.command, self.path, code)
 
