@@ -8,6 +8,7 @@ with a silently different setting.
 import logging
 import math
 import os
+import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -122,3 +123,25 @@ def env_log_level(name, default="INFO"):
             "ERROR or CRITICAL."
         )
     return value
+
+
+# A subset of the RFC 9110 token characters: the ones proxies use in header
+# names, and the ones that map one-to-one to a request.META key.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+def env_header_meta_key(name):
+    """Read an HTTP header name and return its request.META key, or "".
+
+    X-Forwarded-Proto becomes HTTP_X_FORWARDED_PROTO, the key Django and WSGI
+    servers use for that header.
+    """
+    value = env_str(name)
+    if not value:
+        return ""
+    if not _HEADER_NAME.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not an HTTP header name: give a name such as "
+            "X-Forwarded-Proto, with letters, digits and hyphens only."
+        )
+    return "HTTP_" + value.upper().replace("-", "_")

@@ -6,14 +6,17 @@ SQLite database. The README lists every variable with its default and unit.
 
 import secrets
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard.env import (
     env_bool,
     env_float,
+    env_header_meta_key,
     env_http_url,
     env_int,
     env_list,
@@ -65,6 +68,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
+    "csp",
     "roundtable_sync",
     "workflow",
     "reviews",
@@ -74,14 +79,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Above WhiteNoise, so static files get the policy too.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "dashboard.idle_sessions.SlidingSessionExpiryMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "dashboard.middleware.AnalystTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a lockout into the login page
+    # with the lockout message.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -137,6 +148,101 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# django-axes checks every login against the failure counts before the
+# password, so a locked-out username or address is rejected even with the
+# right password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Security ----------------------------------------------------------------
+# Production (DJANGO_DEBUG off) serves HTTPS only. The demo runs in debug on
+# http://127.0.0.1:8000, so debug turns off the HTTPS redirect, HSTS and
+# secure cookies whatever their variables are set to.
+SECURE_SSL_REDIRECT = not DEBUG and env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = (
+    0 if DEBUG else env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+)
+# Both default on so that `check --deploy` passes. The preload token submits
+# nothing by itself: it permits adding the site to the browsers' HSTS preload
+# list. Turn both off if hosts below this one must stay on plain HTTP.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+
+# A proxy that terminates TLS forwards plain HTTP, so Django needs a header to
+# tell that the client used HTTPS. Trusting one lets any client that can reach
+# the server directly claim HTTPS, so it is off unless the proxy sets it.
+_PROXY_SSL_META_KEY = env_header_meta_key("DJANGO_SECURE_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = (
+    (_PROXY_SSL_META_KEY, "https") if _PROXY_SSL_META_KEY else None
+)
+# Origins such as https://dashboard.example.com whose form posts are accepted
+# although the Host header differs. Needed only when a proxy rewrites Host.
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: forms carry the token in a hidden field.
+CSRF_COOKIE_HTTPONLY = True
+# Lax rather than Strict, so that a link from an alert e-mail or a chat opens
+# the page signed in. Browsers still send no cookie with a cross-site POST.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Page URLs contain user IDs and filters, so they are not sent to other sites.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Idle timeout: dashboard.idle_sessions pushes a signed-in session's expiry
+# this far ahead of each request. Analysts keep the dashboard open through a
+# working day, between meetings and reviews, so the default of 8 hours ends
+# only a session left overnight or over a weekend.
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_IDLE_MINUTES", 480, minimum=5) * 60
+
+# Content-Security-Policy from django-csp, sent in debug too, so the demo and
+# the browser tests run under the production policy. Pages load scripts and
+# styles from static files only: no inline script, style attribute or eval.
+# Chart.js sets element.style from script, which the policy allows. In debug,
+# django-csp leaves it off Django's 404 and 500 debug pages, which use
+# inline styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Login throttling by django-axes, with failures kept in the database so
+# every web process counts the same attempts. Within the cool-off, a username
+# is locked after LOGIN_FAILURE_LIMIT failures, and a client address after
+# LOGIN_IP_FAILURE_LIMIT failures over any usernames. A successful login
+# resets the counts of its username and address.
+AXES_HANDLER = "dashboard.login_throttle.LoginThrottleHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_IP_FAILURE_LIMIT = env_int("LOGIN_IP_FAILURE_LIMIT", 20, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "dashboard.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "dashboard.login_throttle.client_ip"
+# Behind a proxy every request comes from the proxy's address, so the client
+# address must come from a header the proxy sets. Clients can send any header,
+# so none is trusted unless configured.
+LOGIN_CLIENT_IP_META_KEY = env_header_meta_key("DJANGO_CLIENT_IP_HEADER")
+# Only failures count towards a lockout. Successful logins are not recorded,
+# because no retention task would ever delete them.
+AXES_DISABLE_ACCESS_LOG = True
+# Not verbose, so no start-up banner in every command's output. Axes' log
+# lines mask the username and address, and the admin lists failed attempts.
+AXES_VERBOSE = False
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 # Pages show times in this zone unless an analyst picks another on the
@@ -178,6 +284,9 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL")},
+    # django-axes logs several INFO lines per login. Its warnings report each
+    # failure and lockout.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # Roundtable Proof-of-Human API. The key is read here and passed only to the
