@@ -33,7 +33,9 @@ def neutralize(value):
     if value is None:
         return ""
     text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
+    # A prefix behind leading whitespace or a newline counts too, because a
+    # spreadsheet may trim the cell on import and then read " =1+1" as a formula.
+    if text.startswith(FORMULA_PREFIXES) or text.lstrip().startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
 

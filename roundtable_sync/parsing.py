@@ -9,6 +9,7 @@ be used at all raises InvalidResponseError.
 """
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,7 +113,7 @@ def parse_session_list(payload, owner_key):
         )
 
     warnings = _Warnings()
-    owner = body.get(owner_key)
+    owner, _ = _storable(body.get(owner_key))
     if owner is not None and not isinstance(owner, str):
         warnings.add("The response's %s is %r, not a string.", owner_key, owner)
         owner = None
@@ -175,7 +176,16 @@ def parse_events(payload):
         )
 
     warnings = _Warnings()
+    body, replaced = _storable(body)
+    events_value = body["events"]
     session_id = body.get("session_id")
+    if replaced:
+        warnings.add(
+            "The events of session %r contain %d NUL or lone surrogate "
+            "character(s), which databases cannot store; each is stored as U+FFFD.",
+            session_id,
+            replaced,
+        )
     if session_id is not None and not isinstance(session_id, str):
         warnings.add(
             "The events response's session_id is %r, not a string.", session_id
@@ -204,6 +214,16 @@ def parse_events(payload):
 
 
 def _parse_session(item, warnings, context, index):
+    item, replaced = _storable(item)
+    if replaced:
+        session_id = item.get("session_id") if isinstance(item, dict) else None
+        warnings.add(
+            "Session %r of %s contains %d NUL or lone surrogate character(s), "
+            "which databases cannot store; each is stored as U+FFFD.",
+            session_id,
+            context,
+            replaced,
+        )
     if not isinstance(item, dict):
         warnings.add(
             "Skipped item %d of %s: it is %s, not an object.",
@@ -336,6 +356,34 @@ def _parse_event(item, warnings, where):
         user_time=_parse_str(item, "user_time", warnings, where),
         unix_timestamp=timestamp,
     )
+
+
+# PostgreSQL stores no NUL in text or jsonb, and no database driver encodes a
+# lone surrogate (which json.loads makes from an unpaired \uD800 escape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value):
+    """Return (value, count) with NUL and lone surrogates replaced by U+FFFD.
+
+    Walks decoded JSON: strings, object keys, lists and objects. The same
+    rule applies on every database, so SQLite and PostgreSQL store the same
+    text.
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.subn("\ufffd", value)
+    if isinstance(value, list):
+        items = [_storable(item) for item in value]
+        return [item for item, _ in items], sum(count for _, count in items)
+    if isinstance(value, dict):
+        cleaned, total = {}, 0
+        for key, item in value.items():
+            key, key_count = _storable(key)
+            item, item_count = _storable(item)
+            cleaned[key] = item
+            total += key_count + item_count
+        return cleaned, total
+    return value, 0
 
 
 def _require_object(payload, expected):

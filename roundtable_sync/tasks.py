@@ -17,6 +17,7 @@ from roundtable_sync import account, tags
 from roundtable_sync.client import RoundtableClient
 from roundtable_sync.dispatch import claim_due_tags, claim_due_users
 from roundtable_sync.errors import (
+    InvalidIdError,
     KeyRejectedError,
     NotFoundError,
     RateLimitedError,
@@ -249,6 +250,16 @@ def _fetch_one(client, session):
             "%s: events of session %s not found; keeping its current time",
             session.user_id,
             session.session_id,
+        )
+        _give_up_events(session, now)
+        return 0
+    except InvalidIdError as error:
+        # The ID can never be requested, so retrying would only fail again.
+        logger.warning(
+            "%s: events of session %r not fetched, keeping its current time: %s",
+            session.user_id,
+            session.session_id,
+            error,
         )
         _give_up_events(session, now)
         return 0

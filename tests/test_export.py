@@ -121,10 +121,16 @@ def test_formula_prefixes_are_neutralized(prefix):
     assert values["tags"].startswith("'")
 
 
+@pytest.mark.parametrize("text", [" =1+1", "\n=1+1", "  @SUM(A1)", "\u00a0-1+1"])
+def test_formula_behind_whitespace_neutralized(text):
+    assert neutralize(text) == "'" + text
+
+
 def test_neutralize_leaves_plain_text():
     assert neutralize("Detected") == "Detected"
     assert neutralize(None) == ""
     assert neutralize(75) == "75"
+    assert neutralize(" plain") == " plain"
 
 
 def test_user_filter_and_output_file(tmp_path):

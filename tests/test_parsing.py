@@ -484,3 +484,51 @@ def test_earliest_log_time_skips_missing_timestamps():
     session, _ = parse_one(user_logs=logs)
 
     assert session.earliest_log_time == datetime(2025, 3, 27, 6, 10, 45, tzinfo=UTC)
+
+
+def test_nul_and_surrogates_replaced_everywhere():
+    payload = {
+        "user_id": "u\x001",
+        "sessions": [
+            {
+                "session_id": "s\x001",
+                "tags": ["a\x00b"],
+                "risk_explanation": "lone \ud800 high",
+                "biometric_checks": {"k\x00": "v\udfff"},
+                "user_logs": [{"action": "x\x00", "unix_timestamp": 0}],
+            }
+        ],
+    }
+
+    result = parse_session_list(payload, "user_id")
+
+    session = result.sessions[0]
+    assert result.owner == "u\ufffd1"
+    assert session.session_id == "s\ufffd1"
+    assert session.tags == ["a\ufffdb"]
+    assert session.risk_explanation == "lone \ufffd high"
+    assert session.biometric_checks == {"k\ufffd": "v\ufffd"}
+    assert session.user_logs[0].action == "x\ufffd"
+    assert session.raw["tags"] == ["a\ufffdb"]
+    assert len(result.warnings) == 1
+    assert "'s\ufffd1' of user 'u\ufffd1' contains 6 NUL" in result.warnings[0]
+
+
+def test_clean_session_kept_without_warning():
+    payload = {"user_id": "u1", "sessions": [{"session_id": "s1", "tags": ["é"]}]}
+
+    result = parse_session_list(payload, "user_id")
+
+    assert result.warnings == []
+    assert result.sessions[0].raw == {"session_id": "s1", "tags": ["é"]}
+
+
+def test_events_nul_replaced_with_warning():
+    payload = {"session_id": "s1", "events": [{"action": "a\x00", "user_time": "\x00"}]}
+
+    result = parse_events(payload)
+
+    assert [event.action for event in result.events] == ["a\ufffd"]
+    assert result.events[0].user_time == "\ufffd"
+    assert len(result.warnings) == 1
+    assert "'s1' contain 2 NUL" in result.warnings[0]

@@ -7,7 +7,7 @@ encoded segment (``a%2Fb``) stays one ID, as the real API expects.
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
-from roundtable_sync.sandbox import data
+from roundtable_sync.sandbox import data, hostile
 
 
 class RouteError(Exception):
@@ -33,6 +33,10 @@ class Route:
             key = data.decode_session_id(self.value)
             return key.user_id if key else None
         return None
+
+    @property
+    def is_oversized(self):
+        return self.endpoint == "user_sessions" and self.value == hostile.OVERSIZED_USER
 
 
 # (segments with None where the ID goes, endpoint, query parameter or None)
@@ -101,8 +105,15 @@ def _query_value(query, name):
 def render(route, now, known_users):
     """Return (status, payload) for a route at time ``now``.
 
-    ``known_users`` lists the user IDs the tags endpoint searches.
+    ``known_users`` lists the user IDs the tags endpoint searches. Hostile
+    fixture users and their sessions come from fixed payloads.
     """
+    if route.endpoint == "user_sessions" and hostile.is_hostile(route.value):
+        return 200, hostile.user_sessions(route.value, now)
+    if route.endpoint in ("session_report", "session_events"):
+        fixed = _render_hostile_session(route, now)
+        if fixed is not None:
+            return 200, fixed
     if route.endpoint == "user_sessions":
         sessions = data.user_sessions(route.value, now)
         return 200, {"user_id": route.value, "sessions": sessions}
@@ -122,3 +133,12 @@ def render(route, now, known_users):
         "event_count": len(events),
         "events": events,
     }
+
+
+def _render_hostile_session(route, now):
+    if route.endpoint == "session_report":
+        return hostile.session_report(route.value, now)
+    events = hostile.session_events(route.value, now)
+    if events is None:
+        return None
+    return {"session_id": route.value, "event_count": len(events), "events": events}

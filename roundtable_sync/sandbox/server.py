@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from roundtable_sync.sandbox import api
+from roundtable_sync.sandbox import api, hostile
 from roundtable_sync.sandbox.clock import utc_now
 from roundtable_sync.sandbox.data import DEMO_USER_IDS
 from roundtable_sync.sandbox.faults import FaultRules, FaultSpecError
-from roundtable_sync.sandbox.responses import FaultResponder
+from roundtable_sync.sandbox.responses import FaultResponder, oversized_body
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
         user_id = route.user_id
         if user_id is not None:
             self.sandbox.known_users.add(user_id)
+        if route.is_oversized:
+            self._send_oversized()
+            return
         status, payload = api.render(
             route, self.sandbox.clock(), self.sandbox.known_users.snapshot()
         )
@@ -225,6 +228,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             logger.info("Applying fault %s #%s to %s", rule.kind, rule.id, self.path)
             FaultResponder(self, rule).respond(status, payload)
+
+    def _send_oversized(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(hostile.OVERSIZED_BYTES))
+        self.end_headers()
+        try:
+            for chunk in oversized_body(hostile.OVERSIZED_BYTES):
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            # Expected: a client with a size cap stops reading.
+            logger.info("Client closed the connection during a large body: %s", error)
+            self.close_connection = True
 
     def _control(self, body):
         faults = self.sandbox.faults
@@ -264,7 +280,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def send_json(self, status, payload, headers=None):
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        try:
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (from the hostile fixtures) has no UTF-8 form,
+            # but JSON can still carry it as a \uXXXX escape.
+            body = json.dumps(payload).encode("ascii")
         self.send_body(status, body, "application/json", headers)
 
     def send_text(self, status, text):
