@@ -9,6 +9,9 @@ import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("ROUNDTABLE_API_KEY", "test-key")
+# A closed loopback port, so a test that polls without pointing the client at
+# its sandbox fails fast instead of reaching the real API.
+os.environ.setdefault("ROUNDTABLE_API_URL", "http://127.0.0.1:9")
 
 import dj_database_url  # noqa: E402
 
