@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from dashboard.views import (
     export,
+    favicon,
     overview,
     polling,
     preferences,
@@ -51,4 +52,5 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon.favicon, name="favicon"),
 ]
