@@ -377,7 +377,8 @@ def test_repeated_raise_of_same_alert_keeps_one(watched):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migration_data")
 def test_two_workers_raising_same_alert_keep_one(watched):
     poll(watched, session("s1", score=60))
     row = Session.objects.get(session_id="s1")

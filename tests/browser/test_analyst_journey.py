@@ -23,9 +23,10 @@ from roundtable_sync.models import Session
 
 pytestmark = [
     pytest.mark.browser,
-    # The flush after a transactional test deletes the role groups that a
-    # migration creates, so serialized_rollback restores them for the next one.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    # The live server's thread needs committed data, and the journey needs
+    # the role groups, alert rules and schedules that migrations create.
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("migration_data"),
 ]
 
 USERNAME = "dana"

@@ -1,7 +1,6 @@
 """The browser tests' failure checks, and the favicon that keeps them quiet."""
 
 import re
-import socket
 
 import pytest
 from django.templatetags.static import static
@@ -11,7 +10,8 @@ from tests.browser.problems import PageProblems
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("migration_data"),
 ]
 
 
@@ -24,13 +24,6 @@ def watched_tab_fixture(chromium, server_url):
     problems.watch(tab)
     yield tab, problems
     context.close()
-
-
-def closed_port():
-    """Return a loopback port that had no listener when checked."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
 
 
 def test_favicon_ico_serves_svg_icon(page, server_url):
@@ -66,7 +59,10 @@ def test_problems_catch_console_errors(watched_tab):
 def test_problems_catch_failed_requests(watched_tab, server_url):
     tab, problems = watched_tab
     tab.goto("/login/")
-    unreachable = f"http://127.0.0.1:{closed_port()}/"
+    # The Content-Security-Policy blocks other origins before any request
+    # leaves, so a same-origin request is aborted at the network layer.
+    unreachable = f"{server_url}/aborted-on-purpose"
+    tab.route("**/aborted-on-purpose", lambda route: route.abort())
 
     with tab.expect_event("requestfailed"):
         tab.evaluate("(url) => fetch(url).catch(() => null)", unreachable)
