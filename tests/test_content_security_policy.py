@@ -187,6 +187,7 @@ def page_urls(watched, session_id, rule, endpoint):
             reverse("workflow:erase_user") + "?" + urlencode({"user": watched.user_id})
         ],
         "login": [],  # Checked signed out, below.
+        "favicon": [],  # A redirect to the static icon, checked below.
     }
 
 
@@ -284,6 +285,7 @@ def test_other_responses_send_the_policy(every_kind_of_row, django_user_model):
         "login page": Client().get(reverse("login")),
         "login redirect": Client().get(reverse("overview")),
         "static file": Client().get("/static/css/dashboard.css"),
+        "favicon redirect": Client().get(reverse("favicon")),
         "not found": client.get("/no-such-page/"),
         "forbidden": viewer_client.post(reverse("polling_resume")),
         "redirect after POST": client.post(
