@@ -61,8 +61,8 @@ class Thresholds:
     def high_risk_q(self):
         return self.band_q(Band.BLOCK)
 
-    def flagged_q(self):
-        return Q(risk_score__gte=self.review) | Q(
+    def flagged_q(self, field="risk_score"):
+        return Q(**{f"{field}__gte": self.review}) | Q(
             recommended_action__in=FLAGGED_ACTIONS
         )
 
