@@ -1,7 +1,14 @@
 """Claim watched users and tags atomically so each is polled once per interval.
 
 The functions take the model to claim from, WatchedUser by default; any
-model with is_active, next_poll_at and claim_token fields works.
+model with is_active, next_poll_at, claim_token and claim_holder fields works.
+
+A claim ends when its poll records an outcome. A claim whose poll never
+finishes ends in one of two ways. If the poll had started and its process
+died, the next dispatch on the same host releases it (see
+release_dead_claims), so a worker killed mid-poll and restarted polls its
+users again within about 90 seconds of the restart. Otherwise it ends with its lease
+(claim_lease), 210 s at the default ROUNDTABLE_REQUEST_DEADLINE.
 """
 
 import logging
@@ -11,6 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from roundtable_sync.holders import current_holder, holder_is_dead
 from roundtable_sync.models import WatchedTag, WatchedUser
 
 logger = logging.getLogger(__name__)
@@ -60,7 +68,7 @@ def claim(candidates, now, model=WatchedUser):
         batch = candidates[start : start + _BATCH_SIZE]
         model.objects.filter(
             pk__in=batch, is_active=True, next_poll_at__lte=now
-        ).update(next_poll_at=now + claim_lease(), claim_token=token)
+        ).update(next_poll_at=now + claim_lease(), claim_token=token, claim_holder="")
     return token, _claimed(token, model)
 
 
@@ -73,8 +81,43 @@ def claim_now(pks, now, model=WatchedUser):
     token = uuid.uuid4()
     model.objects.filter(pk__in=pks).filter(
         Q(claim_token__isnull=True) | Q(next_poll_at__lte=now)
-    ).update(next_poll_at=now + claim_lease(), claim_token=token)
+    ).update(next_poll_at=now + claim_lease(), claim_token=token, claim_holder="")
     return token, _claimed(token, model)
+
+
+def mark_running(pk, token, model=WatchedUser):
+    """Record this process as the holder of a claim whose poll starts now.
+
+    Returns False when the claim is no longer held with ``token``.
+    """
+    claimed_row = model.objects.filter(pk=pk, claim_token=token)
+    return bool(claimed_row.update(claim_holder=current_holder()))
+
+
+def release_dead_claims(now, model=WatchedUser):
+    """Release claims whose poll started in a process that has since died.
+
+    The rows become due at ``now``, so the same dispatch claims them again.
+    Only holders on this host can be checked. Returns the released pks.
+    """
+    running = model.objects.filter(claim_token__isnull=False).exclude(claim_holder="")
+    released = []
+    for pk, token, holder in running.values_list("pk", "claim_token", "claim_holder"):
+        if not holder_is_dead(holder):
+            continue
+        # The token in the filter keeps a claim taken meanwhile.
+        if model.objects.filter(pk=pk, claim_token=token).update(
+            claim_token=None, claim_holder="", next_poll_at=now
+        ):
+            released.append(pk)
+    if released:
+        logger.warning(
+            "Released %d %s claim(s) whose poll died with its worker process; "
+            "they are polled again now",
+            len(released),
+            model._meta.verbose_name,
+        )
+    return released
 
 
 def _claimed(token, model):

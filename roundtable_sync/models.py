@@ -32,6 +32,9 @@ class PolledTarget(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True)
     # Set by the dispatcher's conditional UPDATE; only the holder polls.
     claim_token = models.UUIDField(null=True, blank=True)
+    # The process running the claimed poll (host:pid:start ticks), written
+    # when the poll starts; empty while the poll is only queued.
+    claim_holder = models.CharField(max_length=255, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_poll_outcome = models.CharField(

@@ -220,6 +220,7 @@ def _record(watched_user, result, started_at, finished_at):
         "last_poll_error": result.error,
         "next_poll_at": next_poll_at,
         "claim_token": None,
+        "claim_holder": "",
     }
     if result.outcome == PollOutcome.SYNCED:
         update["last_synced_at"] = finished_at

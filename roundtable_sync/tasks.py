@@ -6,16 +6,23 @@ it). Tasks are queued with async_task and never retried by django-q2.
 
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from roundtable_sync import account, tags
 from roundtable_sync.client import RoundtableClient
-from roundtable_sync.dispatch import claim_due_tags, claim_due_users
+from roundtable_sync.dispatch import (
+    claim_due_tags,
+    claim_due_users,
+    mark_running,
+    release_dead_claims,
+)
 from roundtable_sync.errors import (
     InvalidIdError,
     KeyRejectedError,
@@ -39,6 +46,8 @@ def dispatch_polls():
     """
     now = timezone.now()
     account.record_heartbeat(now)
+    release_dead_claims(now)
+    release_dead_claims(now, model=WatchedTag)
     if not settings.ROUNDTABLE_API_KEY:
         logger.error("ROUNDTABLE_API_KEY is not set: no user was polled")
         return 0
@@ -116,8 +125,10 @@ def poll_user(watched_user_pk, claim_token):
         return None
 
     logger.info("%s: poll started", user.user_id)
-    with RoundtableClient.from_settings() as client:
-        result = sync_user(user, client)
+    with _released_on_database_error(user):
+        mark_running(user.pk, claim_token)
+        with RoundtableClient.from_settings() as client:
+            result = sync_user(user, client)
     logger.info("%s", result.summary())
     return result.outcome
 
@@ -139,8 +150,10 @@ def poll_tag(watched_tag_pk, claim_token):
         return None
 
     logger.info("Tag %r: poll started", watched.tag)
-    with RoundtableClient.from_settings() as client:
-        result = tags.sync_tag(watched, client)
+    with _released_on_database_error(watched):
+        mark_running(watched.pk, claim_token, model=WatchedTag)
+        with RoundtableClient.from_settings() as client:
+            result = tags.sync_tag(watched, client)
     logger.info("%s", result.summary())
     return result.outcome
 
@@ -148,8 +161,30 @@ def poll_tag(watched_tag_pk, claim_token):
 def _release_claim(watched):
     """Drop a claim without polling, leaving the row due for the next pass."""
     type(watched).objects.filter(pk=watched.pk, claim_token=watched.claim_token).update(
-        claim_token=None, next_poll_at=timezone.now()
+        claim_token=None, claim_holder="", next_poll_at=timezone.now()
     )
+
+
+@contextmanager
+def _released_on_database_error(watched):
+    """Release the claim if the poll fails on the database, then re-raise.
+
+    sync_user records API and storage failures itself, but recording needs
+    the database too: an SQLite write lock held past its timeout, or a lost
+    PostgreSQL connection, fails the task. Releasing the claim makes the
+    next dispatch poll the row again instead of waiting out the lease, and
+    the API still returns the sessions this poll did not store.
+    """
+    try:
+        yield
+    except DatabaseError:
+        logger.exception("%s: poll failed on the database", watched)
+        try:
+            _release_claim(watched)
+        except DatabaseError as error:
+            # Still failing: the claim ends with its lease instead.
+            logger.error("%s: claim not released: %s", watched, error)
+        raise
 
 
 def _sessions_need_events():

@@ -30,7 +30,12 @@ def database_url():
     return f"postgres://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_cluster(sandbox, log_path):
+def start_cluster(sandbox, log_path, extra_env=None):
+    """Start ``manage.py qcluster`` in its own process group, logging to a file.
+
+    ``extra_env`` adds or overrides environment variables, such as
+    ROUNDTABLE_WORKERS.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
@@ -38,8 +43,9 @@ def start_cluster(sandbox, log_path):
         "DATABASE_URL": database_url(),
         "ROUNDTABLE_API_URL": sandbox.url,
         "ROUNDTABLE_API_KEY": sandbox.key,
+        **(extra_env or {}),
     }
-    log = log_path.open("w")
+    log = log_path.open("a")
     return subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=Path(settings.BASE_DIR),

@@ -23,10 +23,14 @@ from roundtable_sync.sandbox.clock import utc_now
 from roundtable_sync.sandbox.data import DEMO_USER_IDS
 from roundtable_sync.sandbox.faults import FaultRules, FaultSpecError
 from roundtable_sync.sandbox.responses import FaultResponder, oversized_body
+from roundtable_sync.sandbox.served import ServedSessions
 
 logger = logging.getLogger(__name__)
 
 CONTROL_PATH = "/_sandbox/faults"
+SERVED_PATH = "/_sandbox/served"
+# Endpoints whose payload is a session list, recorded in ``served``.
+SESSION_LIST_ENDPOINTS = {"user_sessions", "tags"}
 MAX_REQUEST_BODY = 64 * 1024
 # NOTE: a guessed bound that keeps memory and the tags endpoint's work finite
 # when a client asks about many distinct users.
@@ -64,7 +68,8 @@ class SandboxServer:
     """A local Roundtable API on a real socket, served from a daemon thread.
 
     ``latency`` (seconds) delays every request. ``clock`` is a callable that
-    returns an aware UTC datetime, read on every request.
+    returns an aware UTC datetime, read on every request. ``served`` records
+    the sessions sent in complete 200 responses.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class SandboxServer:
         self.latency = latency
         self.clock = clock or utc_now
         self.faults = FaultRules()
+        self.served = ServedSessions()
         self.requests = []
         self.known_users = KnownUsers(DEMO_USER_IDS)
         self.stopping = threading.Event()
@@ -199,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == CONTROL_PATH:
             self._control(body)
             return
+        if path == SERVED_PATH:
+            self._served()
+            return
         try:
             route = api.resolve(self.path)
         except api.RouteError as error:
@@ -223,11 +232,26 @@ class _Handler(BaseHTTPRequestHandler):
             route, self.sandbox.clock(), self.sandbox.known_users.snapshot()
         )
         rule = self.sandbox.faults.take(user_id)
+        self.sent_whole = None
         if rule is None:
             self.send_json(status, payload)
         else:
             logger.info("Applying fault %s #%s to %s", rule.kind, rule.id, self.path)
             FaultResponder(self, rule).respond(status, payload)
+        # Only the normal payload counts, not a fault's wrapped or cut copy.
+        whole = self.sent_whole is payload and status == 200
+        if whole and route.endpoint in SESSION_LIST_ENDPOINTS:
+            self.sandbox.served.add(payload)
+
+    def _served(self):
+        if self.command == "GET":
+            self.send_json(200, self.sandbox.served.as_dict())
+        elif self.command == "DELETE":
+            self.send_json(200, {"cleared": self.sandbox.served.clear()})
+        else:
+            self.send_json(
+                405, {"error": "method not allowed"}, {"Allow": "GET, DELETE"}
+            )
 
     def _send_oversized(self):
         self.send_response(200)
@@ -287,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
             # but JSON can still carry it as a \uXXXX escape.
             body = json.dumps(payload).encode("ascii")
         self.send_body(status, body, "application/json", headers)
+        # Set only once the whole body was written without error.
+        self.sent_whole = payload
 
     def send_text(self, status, text):
         self.send_body(status, text.encode("utf-8"), "text/plain; charset=utf-8")
