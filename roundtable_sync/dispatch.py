@@ -73,14 +73,17 @@ def claim(candidates, now, model=WatchedUser):
 
 
 def claim_now(pks, now, model=WatchedUser):
-    """Claim rows for a poll now, due or not, unless a live claim has them.
+    """Claim rows for a poll now, due or not, unless a running poll has them.
 
     Used by sync_sessions, which polls on demand but must not poll a user
-    whose queued or running poll still has its lease.
+    whose running poll still has its lease. A claim whose poll is queued but
+    not started is taken over: without a cluster, as when cron runs
+    sync_sessions, nothing would ever start it, and a queued task that does
+    start later finds its token gone and skips the user.
     """
     token = uuid.uuid4()
     model.objects.filter(pk__in=pks).filter(
-        Q(claim_token__isnull=True) | Q(next_poll_at__lte=now)
+        Q(claim_token__isnull=True) | Q(next_poll_at__lte=now) | Q(claim_holder="")
     ).update(next_poll_at=now + claim_lease(), claim_token=token, claim_holder="")
     return token, _claimed(token, model)
 

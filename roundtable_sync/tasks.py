@@ -124,9 +124,12 @@ def poll_user(watched_user_pk, claim_token):
         logger.info("%s: poll skipped: polling is paused account-wide", user.user_id)
         return None
 
-    logger.info("%s: poll started", user.user_id)
     with _released_on_database_error(user):
-        mark_running(user.pk, claim_token)
+        # sync_sessions may have taken the claim over since it was read.
+        if not mark_running(user.pk, claim_token):
+            logger.info("%s: poll skipped: claim taken over", user.user_id)
+            return None
+        logger.info("%s: poll started", user.user_id)
         with RoundtableClient.from_settings() as client:
             result = sync_user(user, client)
     logger.info("%s", result.summary())

@@ -7,6 +7,9 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
+from roundtable_sync import tasks
+from roundtable_sync.dispatch import claim
+from roundtable_sync.holders import current_holder
 from roundtable_sync.models import PollOutcome, Session, WatchedUser
 
 pytestmark = pytest.mark.django_db
@@ -105,10 +108,27 @@ def test_user_with_running_poll_is_skipped(api):
     WatchedUser.objects.create(
         user_id="alice@example.com",
         claim_token=uuid.uuid4(),
+        claim_holder=current_holder(),
         next_poll_at=timezone.now() + timedelta(minutes=3),
     )
 
     output = sync()
 
-    assert "already queued or running" in output
+    assert "already running" in output
     assert api.requests == []
+
+
+def test_queued_poll_is_taken_over(api):
+    # Without a cluster, as under cron, a poll queued by "watchlist add" never
+    # starts; its claim must not hold the user for the whole lease.
+    watched = WatchedUser.objects.create(user_id="alice@example.com")
+    queued_token, _ = claim([watched.pk], timezone.now())
+
+    output = sync()
+
+    assert "alice@example.com: synced" in output
+    assert Session.objects.filter(user_id="alice@example.com").exists()
+    requests_before = len(api.requests)
+    # The queued task, should a cluster start it later, finds its claim gone.
+    assert tasks.poll_user(watched.pk, str(queued_token)) is None
+    assert len(api.requests) == requests_before

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from roundtable_sync import account
 from roundtable_sync.client import RoundtableClient
-from roundtable_sync.dispatch import claim_now
+from roundtable_sync.dispatch import claim_now, mark_running
 from roundtable_sync.models import PauseReason, PollOutcome, WatchedUser
 from roundtable_sync.sync import sync_user
 from roundtable_sync.watchlist import InvalidUserIdError, clean_user_ids
@@ -54,11 +54,12 @@ class Command(BaseCommand):
                 f"{pause.paused_until.isoformat()}: {pause.pause_error}"
             )
             return PollOutcome.FAILED if _key_rejected() else PollOutcome.DEFERRED
-        _, claimed = claim_now([watched.pk], now)
-        if not claimed:
+        token, claimed = claim_now([watched.pk], now)
+        # Recording this process as the holder keeps a second sync_sessions
+        # from taking the claim over while this poll runs.
+        if not claimed or not mark_running(watched.pk, token):
             self.stdout.write(
-                f"{watched.user_id}: deferred: a poll of this user is already "
-                "queued or running"
+                f"{watched.user_id}: deferred: a poll of this user is already running"
             )
             return PollOutcome.DEFERRED
         result = sync_user(watched, client)
