@@ -209,8 +209,12 @@ class SessionCheck(models.Model):
             )
         ]
         indexes = [
-            # "Sessions where check X reported status Y".
-            models.Index(fields=["name", "status"]),
+            # "Sessions where check X reported status Y". The group, second,
+            # lets the export find every (group, name) present with two index
+            # seeks per name instead of reading each check row.
+            models.Index(
+                fields=["name", "group", "status"], name="sessioncheck_name_group_idx"
+            ),
         ]
 
     def __str__(self):

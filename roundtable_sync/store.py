@@ -5,10 +5,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
 
+from roundtable_sync import bulk
 from roundtable_sync.models import (
     CheckGroup,
     ForgottenSession,
@@ -28,8 +30,10 @@ BATCH_SIZE = 500
 # Length of SessionCheck's indexed name and status columns.
 MAX_CHECK_TEXT = 255
 
-# Columns an upsert overwrites on a changed session. first_seen_at and the
-# events bookkeeping belong to this dashboard, not to the API's payload.
+# Columns a store writes. An upsert of a changed session overwrites only
+# UPSERT_FIELDS: first_seen_at and the events bookkeeping belong to this
+# dashboard, not to the API's payload.
+INSERT_FIELDS = ["session_id", "first_seen_at", "events_fetched_at", "events_attempts"]
 UPSERT_FIELDS = [
     "user_id",
     "tags",
@@ -45,16 +49,27 @@ UPSERT_FIELDS = [
     "session_time_source",
     "needs_events",
 ]
-_EXISTING_FIELDS = [
+CHECK_FIELDS = ["session_id", "group", "name", "status"]
+EVENT_FIELDS = [
     "session_id",
-    "raw_digest",
-    "risk_score",
-    "recommended_action",
-    "first_seen_at",
-    "session_time",
-    "session_time_source",
-    "events_fetched_at",
+    "position",
+    "action",
+    "user_time",
+    "unix_timestamp",
+    "timestamp",
 ]
+
+
+class _Stored(NamedTuple):
+    """The columns of a stored session that a store compares or keeps."""
+
+    session_id: str
+    raw_digest: str
+    risk_score: int | None
+    recommended_action: str | None
+    first_seen_at: object
+    session_time: object
+    session_time_source: str
 
 
 @dataclass
@@ -116,7 +131,7 @@ def store_sessions(user_id, sessions, now):
 
     if rows:
         with transaction.atomic():
-            _write(rows, changes, {s.session_id: s for s in storable})
+            _write(rows, changes, {s.session_id: s for s in storable}, existing)
     result.score_changes = changes
     return result
 
@@ -167,11 +182,15 @@ def forget_sessions(session_ids, reason, now):
 
 
 def _load_existing(session_ids):
+    # Tuples, not model instances: a re-poll loads every session it receives.
     existing = {}
     for start in range(0, len(session_ids), BATCH_SIZE):
         batch = session_ids[start : start + BATCH_SIZE]
-        for row in Session.objects.filter(session_id__in=batch).only(*_EXISTING_FIELDS):
-            existing[row.session_id] = row
+        found = Session.objects.filter(session_id__in=batch).values_list(
+            *_Stored._fields
+        )
+        for values in found:
+            existing[values[0]] = _Stored(*values)
     return existing
 
 
@@ -185,27 +204,29 @@ def _build_row(user_id, session, digest, old, now):
         CheckGroup.BIOMETRIC: session.biometric_checks or {},
         CheckGroup.DEVICE: session.device_checks or {},
     }
-    return Session(
-        session_id=session.session_id,
-        user_id=user_id,
-        tags=session.tags or [],
-        risk_score=session.risk_score,
-        risk_explanation=session.risk_explanation,
-        recommended_action=session.recommended_action,
-        checks=checks,
-        has_unindexed_checks=any(
+    return {
+        "session_id": session.session_id,
+        "user_id": user_id,
+        "tags": session.tags or [],
+        "risk_score": session.risk_score,
+        "risk_explanation": session.risk_explanation,
+        "recommended_action": session.recommended_action,
+        "checks": checks,
+        "has_unindexed_checks": any(
             _too_long_to_index(name, status)
             for statuses in checks.values()
             for name, status in statuses.items()
         ),
-        raw=session.raw,
-        raw_digest=digest,
-        first_seen_at=old.first_seen_at if old else now,
-        changed_at=now,
-        session_time=session_time,
-        session_time_source=source,
-        needs_events=needs_events,
-    )
+        "raw": session.raw,
+        "raw_digest": digest,
+        "first_seen_at": old.first_seen_at if old else now,
+        "events_fetched_at": None,
+        "events_attempts": 0,
+        "changed_at": now,
+        "session_time": session_time,
+        "session_time_source": source,
+        "needs_events": needs_events,
+    }
 
 
 def _session_time(session, old, now):
@@ -234,67 +255,72 @@ def _score_change(old, session, now):
     )
 
 
-def _write(rows, changes, parsed):
-    Session.objects.bulk_create(
+def _write(rows, changes, parsed, existing):
+    bulk.insert(
+        Session,
+        INSERT_FIELDS + UPSERT_FIELDS,
         rows,
-        batch_size=BATCH_SIZE,
-        update_conflicts=True,
-        unique_fields=["session_id"],
-        update_fields=UPSERT_FIELDS,
+        conflict="session_id",
+        update=UPSERT_FIELDS,
     )
-    written_ids = [row.session_id for row in rows]
-    _replace_checks(written_ids, rows)
-    _replace_logged_events(written_ids, parsed)
+    # A new session has no checks or events to replace: deleting them from
+    # a cascade-linked table would only cost an index lookup per batch.
+    changed_ids = [row["session_id"] for row in rows if row["session_id"] in existing]
+    _delete_for(SessionCheck, changed_ids)
+    _insert_checks(rows)
+    with_logs = [
+        row["session_id"] for row in rows if parsed[row["session_id"]].user_logs
+    ]
+    _delete_for(SessionEvent, [sid for sid in changed_ids if parsed[sid].user_logs])
+    _insert_logged_events(with_logs, parsed)
     ScoreChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
 
 
-def _replace_checks(session_ids, rows):
+def _delete_for(model, session_ids):
     for start in range(0, len(session_ids), BATCH_SIZE):
-        SessionCheck.objects.filter(
+        model.objects.filter(
             session_id__in=session_ids[start : start + BATCH_SIZE]
         ).delete()
+
+
+def _insert_checks(rows):
     checks = []
     for row in rows:
-        for group, statuses in row.checks.items():
+        for group, statuses in row["checks"].items():
             for name, status in statuses.items():
                 if _too_long_to_index(name, status):
                     # Kept in the session's checks map and raw JSON, but too
                     # long for the indexed columns of the checks table.
                     logger.warning(
                         "%s: check %r of session %s is too long to index",
-                        row.user_id,
+                        row["user_id"],
                         name[:40],
-                        row.session_id,
+                        row["session_id"],
                     )
                     continue
                 checks.append(
-                    SessionCheck(
-                        session_id=row.session_id,
-                        group=group,
-                        name=name,
-                        status=status,
-                    )
+                    {
+                        "session_id": row["session_id"],
+                        "group": group,
+                        "name": name,
+                        "status": status,
+                    }
                 )
-    SessionCheck.objects.bulk_create(checks, batch_size=BATCH_SIZE)
+    bulk.insert(SessionCheck, CHECK_FIELDS, checks)
 
 
 def _too_long_to_index(name, status):
     return len(name) > MAX_CHECK_TEXT or len(status) > MAX_CHECK_TEXT
 
 
-def _replace_logged_events(session_ids, parsed):
+def _insert_logged_events(session_ids, parsed):
     """Store user_logs as the event timeline of sessions that carry them."""
-    with_logs = [sid for sid in session_ids if parsed[sid].user_logs]
-    for start in range(0, len(with_logs), BATCH_SIZE):
-        SessionEvent.objects.filter(
-            session_id__in=with_logs[start : start + BATCH_SIZE]
-        ).delete()
     events = [
-        _event_row(sid, position, event)
-        for sid in with_logs
+        _event_values(sid, position, event)
+        for sid in session_ids
         for position, event in enumerate(parsed[sid].user_logs)
     ]
-    SessionEvent.objects.bulk_create(events, batch_size=BATCH_SIZE)
+    bulk.insert(SessionEvent, EVENT_FIELDS, events)
 
 
 def replace_fetched_events(session, event_list, now):
@@ -327,12 +353,16 @@ def replace_fetched_events(session, event_list, now):
     return len(events)
 
 
+def _event_values(session_id, position, event):
+    return {
+        "session_id": session_id,
+        "position": position,
+        "action": event.action,
+        "user_time": event.user_time,
+        "unix_timestamp": event.unix_timestamp,
+        "timestamp": event.timestamp,
+    }
+
+
 def _event_row(session_id, position, event):
-    return SessionEvent(
-        session_id=session_id,
-        position=position,
-        action=event.action,
-        user_time=event.user_time,
-        unix_timestamp=event.unix_timestamp,
-        timestamp=event.timestamp,
-    )
+    return SessionEvent(**_event_values(session_id, position, event))

@@ -4,7 +4,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from roundtable_sync.export import neutralize
+from roundtable_sync.export import BASE_COLUMNS, neutralize
 from roundtable_sync.models import WatchedUser
 from roundtable_sync.store import store_sessions
 from tests import payloads
@@ -126,6 +126,23 @@ def test_formula_behind_whitespace_neutralized(text):
     assert neutralize(text) == "'" + text
 
 
+@pytest.mark.parametrize(
+    "text", [" =1+1", "\n=1+1", "\u00a0-1+1", "\u3000@SUM(A1)", " plain"]
+)
+def test_export_neutralizes_behind_whitespace(text):
+    # The export formats most cells in SQL; it must agree with neutralize().
+    store_sessions(
+        "u",
+        parsed(payloads.session("s1", risk_explanation=text, tags=["x"])),
+        NOW,
+    )
+
+    header, row = export()
+    values = dict(zip(header, row, strict=True))
+
+    assert values["risk_explanation"] == neutralize(text)
+
+
 def test_neutralize_leaves_plain_text():
     assert neutralize("Detected") == "Detected"
     assert neutralize(None) == ""
@@ -231,3 +248,94 @@ def test_failed_export_is_audited_as_incomplete(tmp_path):
     event = AuditEvent.objects.get()
     assert event.details["completed"] is False
     assert event.details["rows"] is None
+
+
+HOSTILE_TEXTS = [
+    'comma, "quoted" and\r\nline breaks',
+    "comma, only",
+    'quote" only',
+    "line\nbreak only",
+    "=1+1",
+    "-5",
+    "@SUM(A1)",
+    "\tTabbed",
+    "\rReturn first",
+    "'already quoted",
+    "naïve ünïcode ✓",
+    "",
+    " leading space",
+    "semi;colon",
+    "back\\slash \\.",
+]
+
+
+def reference_csv(sessions, columns):
+    """The export as csv.writer writes it from ORM values, as the product used to."""
+    from reviews.models import Decision
+    from roundtable_sync.models import Session
+
+    def iso(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    output = io.StringIO()
+    writer = csv.writer(output)
+    writer.writerow([neutralize(h) for h in BASE_COLUMNS + [h for _, _, h in columns]])
+    for session in Session.objects.filter(pk__in=sessions).order_by(
+        "session_time", "session_id"
+    ):
+        newest = (
+            Decision.objects.filter(session=session)
+            .order_by("-decided_at", "-id")
+            .first()
+        )
+        values = [
+            session.user_id,
+            session.session_id,
+            iso(session.session_time),
+            session.session_time_source,
+            session.risk_score,
+            session.recommended_action,
+            session.risk_explanation,
+            ";".join(session.tags),
+            newest and newest.kind,
+            newest and newest.decided_by_label,
+            iso(newest and newest.decided_at),
+        ]
+        values += [session.checks.get(g, {}).get(n) for g, n, _ in columns]
+        writer.writerow([neutralize(v) for v in values])
+    return output.getvalue()
+
+
+def test_export_matches_csv_writer(tmp_path):
+    from datetime import timedelta
+
+    from reviews.models import Decision
+    from roundtable_sync.export import check_columns
+    from roundtable_sync.models import Session
+
+    for index, text in enumerate(HOSTILE_TEXTS):
+        session = payloads.session(
+            f"s{index}{text}"[:40],
+            risk_explanation=text,
+            recommended_action=text or None,
+            risk_score=None if index % 3 == 0 else index,
+            tags=[text, "plain"] if index % 2 else [],
+            biometric_checks={"agent_behavior": text, f"odd,{text}": "Detected"},
+            device_checks={"vpn": text},
+        )
+        store_sessions(f"user {text}", parsed(session), NOW + timedelta(seconds=index))
+    first = Session.objects.order_by("session_id").first()
+    for offset, kind in enumerate(["legitimate", "confirmed_bot"]):
+        Decision.objects.create(
+            session=first,
+            kind=kind,
+            decided_by_label="an, analyst",
+            decided_at=NOW + timedelta(minutes=offset, microseconds=offset * 7),
+        )
+    output = tmp_path / "export.csv"
+
+    call_command("export_sessions", "--output", str(output), stderr=io.StringIO())
+
+    sessions = Session.objects.all()
+    expected = reference_csv(sessions.values("pk"), check_columns(sessions))
+    assert output.read_bytes().decode("utf-8") == expected

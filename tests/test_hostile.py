@@ -23,7 +23,7 @@ from django.urls import resolve, reverse
 from roundtable_sync import tags, tasks, watchlist
 from roundtable_sync.client import RoundtableClient
 from roundtable_sync.errors import InvalidIdError
-from roundtable_sync.export import FORMULA_PREFIXES
+from roundtable_sync.formulas import FORMULA_PREFIXES
 from roundtable_sync.models import (
     PollOutcome,
     PollRecord,
