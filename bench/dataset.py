@@ -194,6 +194,7 @@ def _add_watched_user(rows, user, anchor, rng):
         is_active=True,
         next_poll_at=anchor + timedelta(seconds=rng.randrange(300)),
         claim_token=None,
+        claim_holder="",
         last_polled_at=anchor,
         last_synced_at=anchor,
         last_poll_outcome="synced",
