@@ -1,4 +1,4 @@
-"""Which process runs a claimed poll, and whether that process is still alive.
+"""Holders of claimed polls: the process that runs each, and its liveness.
 
 A poll task writes its holder on the claimed row when it starts. If the
 worker dies without finishing (``kill -9``, an out-of-memory kill, a power

@@ -3,9 +3,9 @@
 Every request, from any worker of any cluster, the web server or a command,
 first reserves a start time from one database row (RequestSlot). Each
 reservation follows the previous one by 1.05 / rate seconds, so ``rate``
-starts span at least 1.05 s and no second contains more than ``rate`` of them,
-however many processes run, even when scheduling and network jitter move a
-start by up to 50 ms in the worst direction. The row works the same on
+starts span at least 1.05 s, however many processes run. No second then
+contains more than ``rate`` starts, even when scheduling and network jitter
+move a start by up to 50 ms in the worst direction. The row works the same on
 SQLite and PostgreSQL, so the limit needs no server beside the database.
 
 NOTE: start times come from each process's wall clock. Processes on several
@@ -59,7 +59,7 @@ class RequestThrottle:
         return max(0.0, slot - now)
 
     def _advance(self, now, spacing):
-        # One UPDATE moves the row to max(previous slot + spacing, now); the
+        # One UPDATE moves the row to max(previous slot + spacing, now). The
         # transaction keeps the row locked (PostgreSQL) or the database
         # locked (SQLite) until this process has read its own slot back.
         rows = RequestSlot.objects.filter(pk=_SLOT_PK)

@@ -202,8 +202,8 @@ def test_slow_api_times_out_within_deadline(api, watched, clock):
 
 
 def test_rate_limit_storm_pauses_account_once(api, watched, clock, analyst_client):
-    # Every request is answered 429 with a wait longer than the client's
-    # own retries, twice: the first poll and the first probe.
+    # The first poll and the first probe each get a 429 whose wait is longer
+    # than the client's own retries.
     api.faults.add("rate_limit", retry_after=120, count=2)
 
     run_cycles(clock, 1)

@@ -335,7 +335,7 @@ def test_naive_now_is_rejected():
 
 
 def test_newest_100_built_lazily():
-    # bot-farm-7 has about 288 sessions a day over months of history; the
+    # bot-farm-7 has about 288 sessions a day over months of history. The
     # newest 100 must cost one or two days of it, not the whole history.
     clear_caches()
     sessions = data.user_sessions("bot-farm-7", NOW)

@@ -114,7 +114,7 @@ def test_from_settings_uses_configured_rate(settings):
 
 
 # Each process sends REQUESTS_PER_PROCESS report requests as fast as its
-# client lets it; the sandbox answers 404 quickly, so only the throttle
+# client lets it. The sandbox returns 404 quickly, so only the throttle
 # spaces them.
 REQUESTS_PER_PROCESS = 15
 RATE = 12

@@ -8,8 +8,8 @@ each of them.
 import threading
 
 # NOTE: a guessed bound that keeps a long-running demo sandbox's memory
-# finite; past it, further session IDs are not recorded and the record reports
-# itself incomplete.
+# finite. Past it, further session IDs are not recorded and the record
+# reports itself incomplete.
 MAX_SERVED_SESSION_IDS = 1_000_000
 
 
