@@ -1,11 +1,12 @@
 """The data lines of the CSV export, formatted mostly by the database.
 
-A million-row export spends its time per cell, so the database formats the
-session's own columns and the newest decision as finished CSV text: times in
-ISO 8601, formula prefixes neutralized and quoting as csv.writer does it.
-Python adds the tags and check cells, whose JSON values repeat across
-sessions, from caches keyed by that JSON text. The result is byte for byte
-what csv.writer writes for the neutralized values.
+A million-row export spends its time per cell, so the database keeps each
+session's own cells as finished CSV text in the export table
+(roundtable_sync/export_lines.py) and formats the newest decision the same
+way: times in ISO 8601, formula prefixes neutralized and quoting as
+csv.writer does it. Python adds the check cells, whose JSON maps repeat
+across sessions, from a cache keyed by that JSON text. The result is byte
+for byte what csv.writer writes for the neutralized values.
 """
 
 import json
@@ -13,18 +14,16 @@ import re
 
 from django.db import connection
 
-from roundtable_sync import export_copy
+from roundtable_sync import export_lines
 from roundtable_sync.formulas import FORMULA_PREFIXES, LEADING_WHITESPACE
-from roundtable_sync.models import Session
 
 CHUNK_SIZE = 2000
-_WHITESPACE_CODES = ", ".join(str(ord(char)) for char in LEADING_WHITESPACE)
 # csv.writer's default line terminator.
 LINE_END = "\r\n"
 _NEEDS_QUOTES = re.compile('[,"\r\n]')
 _EMPTY = {}
-# Distinct tag lists and check maps kept formatted. Each entry is a few
-# hundred bytes; the caches restart when full, so memory stays flat.
+# Distinct check maps kept formatted. Each entry is a few hundred bytes; the
+# cache restarts when full, so memory stays flat.
 CACHE_LIMIT = 20_000
 
 
@@ -32,16 +31,13 @@ def line_batches(sessions, columns):
     """Yield lists of CSV lines, one per session, oldest session first.
 
     ``sessions`` is a Session queryset, possibly filtered; ``columns`` are
-    the (group, name, header) check columns of the export.
+    the (group, name, header) check columns of the export. On PostgreSQL the
+    rows come through a server-side cursor, not COPY: COPY would hold the
+    connection until the last row, and a download's generator may pause or
+    stop part-way while the same connection records the export in the audit
+    trail.
     """
-    if connection.vendor == "postgresql":
-        return export_copy.line_batches(sessions, columns)
-    return _sqlite_line_batches(sessions, columns)
-
-
-def _sqlite_line_batches(sessions, columns):
     sql, params = _row_query(sessions)
-    tags_cells = _Cells(lambda tags: "," + csv_cell(";".join(json.loads(tags))))
     value_cells = _Cells(lambda value: "," + csv_cell(value))
     keys = [(group, name) for group, name, _ in columns]
 
@@ -52,16 +48,12 @@ def _sqlite_line_batches(sessions, columns):
         )
 
     checks_cells = _Cells(check_cells)
-    with connection.cursor() as cursor:
+    with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(CHUNK_SIZE):
             yield [
-                session
-                + tags_cells[tags]
-                + (decision or ",,,")
-                + checks_cells[checks]
-                + LINE_END
-                for session, tags, decision, checks in batch
+                head + (decision or ",,,") + checks_cells[checks] + LINE_END
+                for head, decision, checks in batch
             ]
 
 
@@ -108,70 +100,35 @@ class _Cells(dict):
 
 
 def _row_query(sessions):
-    """Return (sql, params) of the rows: (session cells, tags, decision, checks).
+    """Return (sql, params) of the rows: (head, decision, checks).
 
-    The session cells are the first seven columns as CSV text; the decision
-    is ``,kind,analyst,time`` of the newest decision, or NULL.
+    The decision is ``,kind,analyst,time`` of the newest decision, or NULL.
     """
-    session = " || ',' || ".join(
-        [
-            _cell("s.user_id"),
-            _cell("s.session_id"),
-            _iso_time("s.session_time"),
-            _cell("s.session_time_source"),
-            _cell("CAST(s.risk_score AS TEXT)"),
-            _cell("s.recommended_action"),
-            _cell("s.risk_explanation"),
-        ]
-    )
+    if connection.vendor == "postgresql":
+        cell = f"{export_lines.POSTGRES_CELL_FUNCTION}({{}})".format
+        iso_time = f"{export_lines.POSTGRES_TIME_FUNCTION}({{}})".format
+    else:
+        cell, iso_time = export_lines.sqlite_cell, export_lines.sqlite_iso_time
     decision = " || ',' || ".join(
-        [_cell("d.kind"), _cell("d.decided_by_label"), _iso_time("d.decided_at")]
+        [cell("d.kind"), cell("d.decided_by_label"), iso_time("d.decided_at")]
     )
     where, params = "", []
     if sessions.query.where:
-        subquery, params = sessions.values("pk").query.sql_with_params()
-        where = f"WHERE s.session_id IN ({subquery})"
+        subquery, params = sessions.values("session_time", "pk").query.sql_with_params()
+        where = f"WHERE (e.session_time, e.session_id) IN ({subquery})"
     query = f"""
         SELECT
-            {session},
-            s.tags,
+            e.head,
             (
                 SELECT ',' || {decision}
                 FROM reviews_decision d
-                WHERE d.session_id = s.session_id
+                WHERE d.session_id = e.session_id
                 ORDER BY d.decided_at DESC, d.id DESC
                 LIMIT 1
             ),
-            s.checks
-        FROM {connection.ops.quote_name(Session._meta.db_table)} s
+            e.checks
+        FROM {export_lines.TABLE} e
         {where}
-        ORDER BY s.session_time, s.session_id
+        ORDER BY e.session_time, e.session_id
     """
     return query, params
-
-
-# A GLOB pattern matching text with a comma, quote, CR or LF. SQLite computes
-# this constant once per statement.
-_SPECIAL = "'*[,\"' || char(13) || char(10) || ']*'"
-
-
-def _cell(value):
-    """Return SQLite SQL that formats the text ``value`` as csv_cell does."""
-    neutral = (
-        f"(CASE WHEN substr({value}, 1, 1) IN (char(9), char(13)) "
-        f"OR substr(ltrim({value}, char({_WHITESPACE_CODES})), 1, 1) "
-        "IN ('=', '+', '-', '@') "
-        f"THEN '''' || {value} ELSE {value} END)"
-    )
-    quoted = f"'\"' || replace({neutral}, '\"', '\"\"') || '\"'"
-    return (
-        f"COALESCE(CASE WHEN {value} GLOB {_SPECIAL} "
-        f"THEN {quoted} ELSE {neutral} END, '')"
-    )
-
-
-def _iso_time(value):
-    # Django stores SQLite times as naive UTC text such as
-    # "2026-06-14 17:35:52.924000", without the fraction when it is zero,
-    # as datetime.isoformat() writes it.
-    return f"replace({value}, ' ', 'T') || 'Z'"

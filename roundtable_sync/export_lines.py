@@ -1,0 +1,246 @@
+"""Each session's export cells, kept in time order by database triggers.
+
+An export of every session reads sessions in time order. The session table
+keeps rows in insertion order beside their multi-kilobyte ``raw`` payloads,
+so reading a million of them in time order is a million random page reads.
+The table ``roundtable_sync_session_export`` keeps, per session, only what
+the CSV needs, keyed by (session_time, session_id):
+
+- ``head``: the session's cells up to and including the tags, as finished
+  CSV text (neutralized and quoted as ``export_rows.csv_cell`` does it);
+- ``checks``: the checks map as JSON text, which Python turns into cells
+  because the export's check columns depend on the sessions it covers.
+
+On SQLite the table is WITHOUT ROWID, so its rows are stored in key order
+and an export reads them sequentially. Triggers on the session table keep it
+in step with every write path: inserts, updates of an exported column,
+deletes and, on PostgreSQL, TRUNCATE.
+
+NOTE: the migrations install the triggers from the SQL below. A change to
+the cell rules needs a new migration that re-creates the triggers and
+rebuilds the table, and a migration that makes Django rebuild the session
+table on SQLite drops the triggers, so it must create them again.
+"""
+
+from roundtable_sync.formulas import LEADING_WHITESPACE
+
+TABLE = "roundtable_sync_session_export"
+SESSION_TABLE = "roundtable_sync_session"
+# Session columns whose change alters the export row.
+EXPORTED_COLUMNS = [
+    "user_id",
+    "session_time",
+    "session_time_source",
+    "risk_score",
+    "recommended_action",
+    "risk_explanation",
+    "tags",
+    "checks",
+]
+
+_WHITESPACE_CODES = ", ".join(str(ord(char)) for char in LEADING_WHITESPACE)
+# A GLOB pattern matching text with a comma, quote, CR or LF. SQLite computes
+# this constant once per statement.
+_SQLITE_SPECIAL = "'*[,\"' || char(13) || char(10) || ']*'"
+
+
+def sqlite_cell(value):
+    """Return SQLite SQL that formats the text ``value`` as csv_cell does."""
+    neutral = (
+        f"(CASE WHEN substr({value}, 1, 1) IN (char(9), char(13)) "
+        f"OR substr(ltrim({value}, char({_WHITESPACE_CODES})), 1, 1) "
+        "IN ('=', '+', '-', '@') "
+        f"THEN '''' || {value} ELSE {value} END)"
+    )
+    quoted = f"'\"' || replace({neutral}, '\"', '\"\"') || '\"'"
+    return (
+        f"COALESCE(CASE WHEN {value} GLOB {_SQLITE_SPECIAL} "
+        f"THEN {quoted} ELSE {neutral} END, '')"
+    )
+
+
+def sqlite_iso_time(value):
+    # Django stores SQLite times as naive UTC text such as
+    # "2026-06-14 17:35:52.924000", without the fraction when it is zero,
+    # as datetime.isoformat() writes it.
+    return f"replace({value}, ' ', 'T') || 'Z'"
+
+
+def sqlite_head(row):
+    """Return SQLite SQL for the head cells of the session row ``row``."""
+    # NOTE: SQLite documents group_concat's order as arbitrary (3.44 adds
+    # ORDER BY to it). It follows json_each's array order in practice, and
+    # the export's tests compare tag cells with csv.writer's.
+    tags = f"(SELECT group_concat(value, ';') FROM json_each({row}.tags))"
+    cells = [
+        sqlite_cell(f"{row}.user_id"),
+        sqlite_cell(f"{row}.session_id"),
+        sqlite_iso_time(f"{row}.session_time"),
+        sqlite_cell(f"{row}.session_time_source"),
+        sqlite_cell(f"CAST({row}.risk_score AS TEXT)"),
+        sqlite_cell(f"{row}.recommended_action"),
+        sqlite_cell(f"{row}.risk_explanation"),
+        sqlite_cell(tags),
+    ]
+    return " || ',' || ".join(cells)
+
+
+def _sqlite_insert(row):
+    return (
+        f"INSERT INTO {TABLE} (session_time, session_id, head, checks) "
+        f"SELECT {row}.session_time, {row}.session_id, {sqlite_head(row)}, "
+        f"{row}.checks"
+    )
+
+
+SQLITE_FORWARD = [
+    f"""CREATE TABLE {TABLE} (
+        session_time datetime NOT NULL,
+        session_id varchar(255) NOT NULL,
+        head text NOT NULL,
+        checks text NOT NULL,
+        PRIMARY KEY (session_time, session_id)
+    ) WITHOUT ROWID""",
+    f"""CREATE TRIGGER {TABLE}_insert AFTER INSERT ON {SESSION_TABLE}
+    BEGIN
+        {_sqlite_insert("NEW")};
+    END""",
+    f"""CREATE TRIGGER {TABLE}_delete AFTER DELETE ON {SESSION_TABLE}
+    BEGIN
+        DELETE FROM {TABLE}
+        WHERE session_time = OLD.session_time AND session_id = OLD.session_id;
+    END""",
+    f"""CREATE TRIGGER {TABLE}_update
+    AFTER UPDATE OF {", ".join(EXPORTED_COLUMNS)} ON {SESSION_TABLE}
+    BEGIN
+        DELETE FROM {TABLE}
+        WHERE session_time = OLD.session_time AND session_id = OLD.session_id;
+        {_sqlite_insert("NEW")};
+    END""",
+    f"{_sqlite_insert('s')} FROM {SESSION_TABLE} s",
+]
+SQLITE_BACKWARD = [
+    f"DROP TRIGGER {TABLE}_insert",
+    f"DROP TRIGGER {TABLE}_delete",
+    f"DROP TRIGGER {TABLE}_update",
+    f"DROP TABLE {TABLE}",
+]
+
+# The PostgreSQL cell rules are SQL functions, which the export's decision
+# cells use too.
+POSTGRES_CELL_FUNCTION = "roundtable_sync_csv_cell"
+POSTGRES_TIME_FUNCTION = "roundtable_sync_csv_time"
+_POSTGRES_WHITESPACE = " || ".join(f"chr({ord(char)})" for char in LEADING_WHITESPACE)
+
+
+def _postgres_neutral(value):
+    return (
+        f"CASE WHEN left({value}, 1) IN (chr(9), chr(13)) "
+        f"OR left(ltrim({value}, {_POSTGRES_WHITESPACE}), 1) IN ('=', '+', '-', '@') "
+        f"THEN '''' || {value} ELSE {value} END"
+    )
+
+
+def postgres_head(row):
+    """Return PostgreSQL SQL for the head cells of the session row ``row``."""
+    tags = (
+        "(SELECT string_agg(t.value, ';' ORDER BY t.position) "
+        f"FROM jsonb_array_elements_text({row}.tags) WITH ORDINALITY "
+        "AS t(value, position))"
+    )
+    values = [
+        f"{row}.user_id",
+        f"{row}.session_id",
+        None,
+        f"{row}.session_time_source",
+        f"CAST({row}.risk_score AS text)",
+        f"{row}.recommended_action",
+        f"{row}.risk_explanation",
+        tags,
+    ]
+    cells = [
+        f"{POSTGRES_TIME_FUNCTION}({row}.session_time)"
+        if value is None
+        else f"{POSTGRES_CELL_FUNCTION}({value})"
+        for value in values
+    ]
+    return " || ',' || ".join(cells)
+
+
+def _postgres_insert(row):
+    return (
+        f"INSERT INTO {TABLE} (session_time, session_id, head, checks) "
+        f"SELECT {row}.session_time, {row}.session_id, {postgres_head(row)}, "
+        f"{row}.checks::text"
+    )
+
+
+POSTGRES_FORWARD = [
+    # Neutralizes a formula prefix (also behind leading whitespace) and
+    # quotes as csv.writer does, and NULL becomes an empty cell. The body is
+    # one expression without FROM, so PostgreSQL can inline it into a query.
+    f"""CREATE FUNCTION {POSTGRES_CELL_FUNCTION}(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT COALESCE(
+            CASE WHEN strpos(value, ',') > 0 OR strpos(value, '"') > 0
+                OR strpos(value, chr(13)) > 0 OR strpos(value, chr(10)) > 0
+            THEN '"' || replace({_postgres_neutral("value")}, '"', '""') || '"'
+            ELSE {_postgres_neutral("value")} END,
+            '')
+    $$""",
+    # isoformat() in UTC with a Z, without the fraction when it is zero.
+    # STABLE, not IMMUTABLE, because to_char is.
+    f"""CREATE FUNCTION {POSTGRES_TIME_FUNCTION}(value timestamptz) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE AS $$
+        SELECT to_char(value AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN mod(extract(microseconds FROM value)::bigint, 1000000) = 0
+               THEN '' ELSE to_char(value AT TIME ZONE 'UTC', '.US') END
+            || 'Z'
+    $$""",
+    f"""CREATE TABLE {TABLE} (
+        session_time timestamptz NOT NULL,
+        session_id varchar(255) NOT NULL,
+        head text NOT NULL,
+        checks text NOT NULL,
+        PRIMARY KEY (session_time, session_id)
+    )""",
+    f"""CREATE FUNCTION {TABLE}_row() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            DELETE FROM {TABLE}
+            WHERE session_time = OLD.session_time
+                AND session_id = OLD.session_id;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            {_postgres_insert("NEW")};
+        END IF;
+        RETURN NULL;
+    END
+    $$""",
+    f"""CREATE TRIGGER {TABLE}_row
+    AFTER INSERT OR DELETE OR UPDATE OF {", ".join(EXPORTED_COLUMNS)}
+    ON {SESSION_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION {TABLE}_row()""",
+    # TRUNCATE fires no row triggers; Django's flush truncates the session
+    # table between tests.
+    f"""CREATE FUNCTION {TABLE}_truncate() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        TRUNCATE {TABLE};
+        RETURN NULL;
+    END
+    $$""",
+    f"""CREATE TRIGGER {TABLE}_truncate AFTER TRUNCATE ON {SESSION_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_truncate()""",
+    f"{_postgres_insert('s')} FROM {SESSION_TABLE} s",
+]
+POSTGRES_BACKWARD = [
+    f"DROP TRIGGER {TABLE}_truncate ON {SESSION_TABLE}",
+    f"DROP TRIGGER {TABLE}_row ON {SESSION_TABLE}",
+    f"DROP FUNCTION {TABLE}_truncate()",
+    f"DROP FUNCTION {TABLE}_row()",
+    f"DROP TABLE {TABLE}",
+    f"DROP FUNCTION {POSTGRES_TIME_FUNCTION}(timestamptz)",
+    f"DROP FUNCTION {POSTGRES_CELL_FUNCTION}(text)",
+]
