@@ -1,5 +1,7 @@
 """CSV export of stored sessions, shared by export_sessions and the web UI."""
 
+from contextlib import closing
+
 from django.db import connection
 
 from roundtable_sync.checks import ordered_check_keys
@@ -93,18 +95,23 @@ def write_sessions_csv(sessions, output):
     columns = check_columns(sessions)
     output.write(_header_line(columns))
     count = 0
-    for lines in line_batches(sessions, columns):
-        output.write("".join(lines))
-        count += len(lines)
+    with closing(line_batches(sessions, columns)) as batches:
+        for lines in batches:
+            output.write("".join(lines))
+            count += len(lines)
     return count
 
 
 def stream_sessions_csv(sessions):
-    """Yield the CSV of ``sessions`` line by line, for a streaming response."""
+    """Yield the CSV of ``sessions`` as lists of lines, for a streaming response.
+
+    The first list contains the header line, and each later one a batch of data
+    lines, so a response sends a few large chunks instead of a chunk per line.
+    """
     columns = check_columns(sessions)
-    yield _header_line(columns)
-    for lines in line_batches(sessions, columns):
-        yield from lines
+    yield [_header_line(columns)]
+    with closing(line_batches(sessions, columns)) as batches:
+        yield from batches
 
 
 def _header_line(columns):

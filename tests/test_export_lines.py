@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from reviews.models import Decision
 from roundtable_sync.export_lines import TABLE
 from roundtable_sync.models import Session
 from roundtable_sync.parsing import parse_session_list
@@ -82,6 +83,52 @@ def test_erasure_deletes_export_rows():
     delete_stored_data("alice")
 
     assert set(export_rows()) == {"s2"}
+
+
+def decision_cells(session_id):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT decision FROM {TABLE} WHERE session_id = %s", [session_id]
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_export_row_follows_newest_decision():
+    store("alice", "s1")
+    session = Session.objects.get(pk="s1")
+    older = Decision.objects.create(
+        session=session,
+        kind="legitimate",
+        decided_by_label="=ann",
+        decided_at=NOW,
+    )
+    newer = Decision.objects.create(
+        session=session,
+        kind="confirmed_bot",
+        decided_by_label="bob, jr",
+        decided_at=NOW + timedelta(minutes=1, microseconds=5),
+    )
+
+    assert (
+        decision_cells("s1") == ',confirmed_bot,"bob, jr",2026-11-20T12:01:00.000005Z'
+    )
+
+    # Decisions are append-only as models; erasure deletes them in bulk.
+    Decision.objects.filter(pk=newer.pk).delete()
+    assert decision_cells("s1") == ",legitimate,'=ann,2026-11-20T12:00:00Z"
+
+    # The model rejects changes too, but the table is kept right whatever
+    # writes to it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE reviews_decision SET decided_by_label = 'carol' WHERE id = %s",
+            [older.pk],
+        )
+    assert decision_cells("s1") == ",legitimate,carol,2026-11-20T12:00:00Z"
+
+    Decision.objects.filter(pk=older.pk).delete()
+    assert decision_cells("s1") is None
 
 
 @pytest.mark.django_db

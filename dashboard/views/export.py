@@ -55,8 +55,8 @@ def _filters(request):
     }
 
 
-def audited_stream(lines, user, filters):
-    """Yield the CSV lines, then record the export in the audit trail.
+def audited_stream(batches, user, filters):
+    """Yield the CSV text a batch of lines at a time, then audit the export.
 
     A download cut short (the client disconnects, so the server closes the
     generator with GeneratorExit, or a query fails) is recorded with
@@ -66,11 +66,13 @@ def audited_stream(lines, user, filters):
     rows = -1  # The first line is the header.
     completed = False
     try:
-        for line in lines:
-            rows += 1
-            yield line
+        for lines in batches:
+            rows += len(lines)
+            yield "".join(lines)
         completed = True
     finally:
+        # Ends the export's read transaction first, so the record commits.
+        batches.close()
         audit.record(
             user,
             "sessions_exported",

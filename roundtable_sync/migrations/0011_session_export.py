@@ -19,6 +19,8 @@ def run(statements_by_vendor):
 class Migration(migrations.Migration):
     dependencies = [
         ("roundtable_sync", "0010_check_index_with_group"),
+        # The triggers keep the newest decision of each session too.
+        ("reviews", "0001_initial"),
     ]
 
     operations = [
