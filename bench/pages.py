@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from bench import dataset
 from bench.results import row
+from bench.urls import EMPTY_PAGE
 from dashboard.views.sessions import DEFAULT_SORT, Ordering
 from roundtable_sync.models import Session, WatchedUser
 
@@ -30,7 +31,7 @@ MAX_MEDIAN_MS = 300
 def measure(runs, size):
     client = Client()
     client.force_login(get_user_model().objects.get(username=dataset.ANALYST))
-    rows = []
+    rows = [_measure_page(client, "Empty page (floor)", EMPTY_PAGE, runs, floor=True)]
     for name, url in page_urls(client):
         rows.append(_measure_page(client, name, url, runs))
     return rows
@@ -86,7 +87,7 @@ def _middle_cursor():
     return urlencode({"after": Ordering.parse(DEFAULT_SORT).encode_cursor(session)})
 
 
-def _measure_page(client, name, url, runs):
+def _measure_page(client, name, url, runs, floor=False):
     _get(client, url)  # Warm caches and the query plan.
     with CaptureQueriesContext(connection) as captured:
         _get(client, url)
@@ -106,8 +107,9 @@ def _measure_page(client, name, url, runs):
         page_ms,
         baseline=sql_ms,
         ratio=ratio,
-        target=f"<= {MAX_RATIO:g} x SQL, < {MAX_MEDIAN_MS} ms",
-        met=ratio <= MAX_RATIO and median < MAX_MEDIAN_MS,
+        # The empty page has no target: it shows the framework's share.
+        target="context" if floor else f"<= {MAX_RATIO:g} x SQL, < {MAX_MEDIAN_MS} ms",
+        met=None if floor else ratio <= MAX_RATIO and median < MAX_MEDIAN_MS,
     )
 
 

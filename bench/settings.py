@@ -26,6 +26,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 
+# The product's URLs and the empty page that bench/pages.py measures.
+ROOT_URLCONF = "bench.urls"
 # The test client's host name.
 ALLOWED_HOSTS = ["testserver"]
 # The test client speaks plain HTTP; in production a proxy terminates TLS,
