@@ -58,20 +58,22 @@ def measure(runs, scale):
     users = SIZES[scale]
     with BenchDatabase("fetch") as database, CachedSandbox() as sandbox:
         database.run_child("setup", users)
-        with Clusters(database, sandbox, 1, TIMED_WORKERS, TIMED_RATE):
-            database.run_child("round", users)  # first poll, untimed
-            seconds = [database.run_child("round", users) for _ in range(runs)]
+        with Clusters(database, sandbox, 1, TIMED_WORKERS, TIMED_RATE) as clusters:
+            clusters.run_round(users)  # first poll, untimed
+            seconds = [clusters.run_round(users) for _ in range(runs)]
         ideal = users * SANDBOX_LATENCY / TIMED_WORKERS
         limit = 1.5 * ideal
 
         limit_users = LIMIT_USERS[scale]
         database.run_child("setup", limit_users)
         busiest = []
-        with Clusters(database, sandbox, LIMIT_CLUSTERS, LIMIT_WORKERS, LIMIT_RATE):
-            database.run_child("round", limit_users)  # first poll, untimed
+        with Clusters(
+            database, sandbox, LIMIT_CLUSTERS, LIMIT_WORKERS, LIMIT_RATE
+        ) as clusters:
+            clusters.run_round(limit_users)  # first poll, untimed
             for _ in range(runs):
                 sandbox.requests.clear()
-                database.run_child("round", limit_users)
+                clusters.run_round(limit_users)
                 starts = [request.received_at for request in sandbox.requests]
                 busiest.append(max_starts_in_one_second(starts))
     return [
@@ -199,13 +201,16 @@ class BenchDatabase:
         with psycopg.connect(self._admin_url, autocommit=True) as connection:
             connection.execute(statement)
 
-    def run_child(self, action, count, module="bench.fetch", extra_args=()):
-        """Run ``module``'s child action in a new process; return its JSON."""
+    def run_child(self, action, count, module="bench.fetch", extra_args=(), env=None):
+        """Run ``module``'s child action in a new process; return its JSON.
+
+        ``env`` replaces the database's environment, e.g. with a cluster's.
+        """
         result = subprocess.run(
             [sys.executable, "-m", module, "--child", action, str(count)]
             + list(extra_args),
             cwd=PROJECT_DIR,
-            env=self.env,
+            env=self.env if env is None else env,
             capture_output=True,
             text=True,
             check=False,
@@ -241,6 +246,7 @@ class Clusters:
     """Several ``manage.py qcluster`` processes, stopped on exit."""
 
     def __init__(self, database, sandbox, count, workers, rate, broker_url=""):
+        self._database = database
         self.env = {
             **database.env,
             "ROUNDTABLE_API_URL": sandbox.url,
@@ -264,6 +270,15 @@ class Clusters:
                 )
             )
         return self
+
+    def run_round(self, users):
+        """Run one timed round of polls (child_round); return its seconds.
+
+        The child gets the clusters' environment: without ROUNDTABLE_API_KEY
+        its dispatch_polls would queue nothing, and the round would time the
+        wait for the clusters' own per-minute dispatch instead.
+        """
+        return self._database.run_child("round", users, env=self.env)
 
     def __exit__(self, *exc_info):
         for process in self.processes:
@@ -306,7 +321,11 @@ def child_round(users, timeout=600):
     started_at = timezone.now()
     WatchedUser.objects.update(next_poll_at=started_at, claim_token=None)
     started = time.perf_counter()
-    dispatch_polls()
+    if not dispatch_polls():
+        raise RuntimeError(
+            "dispatch_polls queued no poll: check the worker log for the reason "
+            "(a missing ROUNDTABLE_API_KEY, an account-wide pause)."
+        )
     polled = WatchedUser.objects.filter(last_polled_at__gte=started_at)
     while polled.count() < users:
         if time.perf_counter() - started > timeout:

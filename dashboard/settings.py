@@ -118,11 +118,17 @@ WSGI_APPLICATION = "dashboard.wsgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# An SQLite connection uses no server resources, and opening one cost a
+# worker about 4 ms a task (bench/fetch.py, profiled with py-spy), so SQLite
+# connections are kept for a minute by default.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+    "DATABASE_CONN_MAX_AGE", 60 if _SQLITE else 0, minimum=0
+)
+if _SQLITE:
     # The web server and the worker write at the same time. WAL lets readers
     # run beside one writer, IMMEDIATE takes the write lock when a transaction
     # begins (so a transaction never fails upgrading a read lock), and the
@@ -378,10 +384,15 @@ Q_CLUSTER = {
     "ack_failures": True,
     # A worker that was down does not run every schedule slot it missed.
     "catch_up": False,
-    # Successful tasks kept for the admin; failures are always kept.
-    "save_limit": 250,
-    # Seconds between broker polls of the ORM queue.
-    "poll": 1,
+    # Successful tasks kept for the admin; failures are always kept. Kept
+    # short because django-q2 1.11 loads every kept success, pickled result
+    # included, to prune them after each task: at 250 that cost the result
+    # monitor about 9 ms a task (bench/fetch.py, profiled with py-spy).
+    "save_limit": 20,
+    # Seconds the ORM broker sleeps after finding the queue empty, so the
+    # max delay before it hands a newly queued task to a worker. Each check
+    # is one SELECT on the queue table.
+    "poll": 0.2,
     # Tasks a worker process runs before django-q2 replaces it with a fresh
     # one, a bound on memory that a library might leak.
     "recycle": env_int("ROUNDTABLE_WORKER_RECYCLE", 500, minimum=1),
@@ -389,7 +400,7 @@ Q_CLUSTER = {
 }
 # The ORM broker keeps the queue in the database, with no extra server. With
 # ROUNDTABLE_BROKER_URL set, the queue moves to Redis, which several clusters
-# on several machines can share without polling the database every second.
+# on several machines can share without polling the database for tasks.
 ROUNDTABLE_BROKER_URL = env_redis_url("ROUNDTABLE_BROKER_URL")
 if ROUNDTABLE_BROKER_URL:
     Q_CLUSTER["redis"] = ROUNDTABLE_BROKER_URL

@@ -22,7 +22,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from roundtable_sync import errors
-from roundtable_sync.parsing import parse_events, parse_session, parse_session_list
+from roundtable_sync.parsing import (
+    SessionList,
+    parse_events,
+    parse_session,
+    parse_session_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,24 @@ class _Target:
     endpoint: str
     subject: str
     path: str
+
+
+@dataclass(frozen=True)
+class SessionsResponse:
+    """A sessions list response, read in full within the size cap, not decoded.
+
+    ``content`` is the body as received, so a caller can tell an unchanged
+    response from a changed one before paying for ``parse()``.
+    """
+
+    content: bytes
+    _target: _Target
+    _owner_key: str
+
+    def parse(self) -> SessionList:
+        """Decode and parse the body, raising InvalidResponseError if unusable."""
+        payload = _decode_json(self._target, self.content)
+        return parse_session_list(payload, self._owner_key)
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -174,11 +197,20 @@ class RoundtableClient:
 
     def user_sessions(self, user_id):
         """Return the user's most recent sessions (up to 100) as a SessionList."""
+        return self.user_sessions_response(user_id).parse()
+
+    def user_sessions_response(self, user_id):
+        """Fetch the user's most recent sessions as an undecoded SessionsResponse.
+
+        Raises the same errors as user_sessions, except that a body that is
+        not valid UTF-8 or JSON, or not a sessions list, raises
+        InvalidResponseError from parse() instead.
+        """
         path = _build_path(
             "user", user_id, "/v1/users/{}/sessions", "/v1/users/sessions?userId={}"
         )
         target = _Target("user sessions", f"user {user_id!r}", path)
-        return parse_session_list(self._get_json(target), "user_id")
+        return SessionsResponse(self._get_body(target), target, "user_id")
 
     def session_events(self, session_id):
         """Return the session's events as an EventList."""
@@ -206,6 +238,9 @@ class RoundtableClient:
     # Attempts and retries
 
     def _get_json(self, target):
+        return _decode_json(target, self._get_body(target))
+
+    def _get_body(self, target):
         deadline_at = self._monotonic() + self.deadline
 
         def stop(retry_state):
@@ -275,7 +310,7 @@ class RoundtableClient:
             with response:
                 if response.status_code not in REDIRECT_STATUSES:
                     self._check_status(target, response)
-                    return self._read_json(target, response, deadline_at)
+                    return self._read_checked_body(target, response, deadline_at)
                 url = self._redirect_url(target, url, response)
         raise errors.RedirectRejectedError(
             f"Roundtable redirected the {target.endpoint} request for "
@@ -437,13 +472,12 @@ class RoundtableClient:
             )
         return next_url
 
-    def _read_json(self, target, response, deadline_at):
+    def _read_checked_body(self, target, response, deadline_at):
         length = response.headers.get("Content-Length", "")
         if length.isascii() and length.isdigit():
             if int(length) > self.max_response_bytes:
                 raise self._too_large(target, f"Content-Length: {length}")
-        body = self._read_body(target, response.raw, deadline_at)
-        return _decode_json(target, body)
+        return self._read_body(target, response.raw, deadline_at)
 
     def _read_body(self, target, raw, deadline_at):
         # read1() returns what one socket read brings, so a server that

@@ -42,7 +42,12 @@ def process_start_ticks(pid):
 
 def current_holder():
     """Return ``host:pid:start ticks`` naming this process."""
-    pid = os.getpid()
+    return _holder(os.getpid())
+
+
+@cache
+def _holder(pid):
+    # Keyed by pid, so a forked worker does not reuse its parent's name.
     return f"{_host()}:{pid}:{process_start_ticks(pid)}"
 
 

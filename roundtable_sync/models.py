@@ -59,6 +59,16 @@ class WatchedUser(PolledTarget):
         blank=True,
         help_text="Latest poll that found 100 sessions, none stored before.",
     )
+    # Identifies the last sessions response stored in full (see
+    # roundtable_sync.sync.response_digest), so that a byte-identical
+    # response is neither parsed nor stored again. Empty when no response is
+    # trusted, e.g. after this user's sessions were changed or deleted by
+    # anything but its own poll.
+    response_digest = models.CharField(max_length=64, blank=True)
+    # That response's session count and warnings, recorded again by polls
+    # that skip an identical response.
+    response_sessions = models.PositiveIntegerField(default=0)
+    response_warnings = models.TextField(blank=True)
 
     class Meta:
         ordering = ["user_id"]

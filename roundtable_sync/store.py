@@ -19,6 +19,7 @@ from roundtable_sync.models import (
     SessionCheck,
     SessionEvent,
     SessionTimeSource,
+    WatchedUser,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,24 @@ def store_sessions(user_id, sessions, now):
     if rows:
         with transaction.atomic():
             _write(rows, changes, {s.session_id: s for s in storable}, existing)
+            # A tag poll or report lookup may store another version than the
+            # user's own last response, so that response must be stored again.
+            forget_response_digests([user_id])
     result.score_changes = changes
     return result
+
+
+def forget_response_digests(user_ids):
+    """Make the next poll of these users parse and store its response in full.
+
+    Called wherever a user's stored sessions stop matching the last response
+    its poll stored (WatchedUser.response_digest).
+    """
+    user_ids = list(user_ids)
+    for start in range(0, len(user_ids), BATCH_SIZE):
+        WatchedUser.objects.filter(
+            user_id__in=user_ids[start : start + BATCH_SIZE]
+        ).exclude(response_digest="").update(response_digest="")
 
 
 def _drop_forgotten(sessions, existing, now, result):

@@ -1,5 +1,6 @@
 """Poll one watched user and record the outcome: shared by task and command."""
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,11 @@ from roundtable_sync.signals import poll_recorded, sessions_stored
 from roundtable_sync.store import API_PAGE_LIMIT, store_sessions
 
 logger = logging.getLogger(__name__)
+
+# Names how parsing.py and store.py turn a sessions response into rows. Change
+# it whenever they would store a byte-identical response differently, so that
+# digests recorded by older code no longer let a poll skip the store.
+RESPONSE_FORMAT = "roundtable-user-sessions-store/1"
 
 
 @dataclass
@@ -56,8 +62,26 @@ def poll_interval():
     return timedelta(seconds=settings.ROUNDTABLE_POLL_INTERVAL)
 
 
+def response_digest(content):
+    """Return the SHA-256 (hex) that identifies a sessions response as stored.
+
+    It covers RESPONSE_FORMAT and the retention period as well as the body's
+    bytes, because another retention period stores other sessions of the
+    same response.
+    """
+    digest = hashlib.sha256()
+    header = f"{RESPONSE_FORMAT}\nretention_days={settings.ROUNDTABLE_RETENTION_DAYS}\n"
+    digest.update(header.encode())
+    digest.update(content)
+    return digest.hexdigest()
+
+
 def sync_user(watched_user, client, now=timezone.now):
     """Fetch one user's sessions, store them and record the poll on the user.
+
+    A response byte-identical to the last one stored for the user (same
+    response_digest) is neither parsed nor stored again: the poll is recorded
+    as synced with that response's session count and warnings.
 
     Never raises for an API or storage failure: the failure is logged and
     recorded on the user (or, for a rejected key or a long rate limit, once
@@ -65,8 +89,12 @@ def sync_user(watched_user, client, now=timezone.now):
     """
     started_at = now()
     try:
-        listing = client.user_sessions(watched_user.user_id)
-        result = _store(watched_user, listing, started_at)
+        response = client.user_sessions_response(watched_user.user_id)
+        digest = response_digest(response.content)
+        if _already_stored(watched_user, digest):
+            result = _unchanged(watched_user)
+        else:
+            result = _store(watched_user, response.parse(), started_at, digest)
         account.clear_pause()
     except KeyRejectedError as error:
         account.pause_for_rejected_key(error, started_at)
@@ -130,7 +158,31 @@ def _clear_pause_if_answered(error):
         account.clear_pause()
 
 
-def _store(watched_user, listing, now):
+def _already_stored(watched_user, digest):
+    # last_synced_at guards against a digest whose store committed but whose
+    # poll was never recorded, so that the first sync's signal is not lost.
+    # The digest was read when the task started: one cleared during this
+    # poll's request takes effect at the next poll.
+    return (
+        watched_user.response_digest == digest
+        and watched_user.last_synced_at is not None
+    )
+
+
+def _unchanged(watched_user):
+    logger.debug(
+        "%s: response identical to the last one stored, so not parsed or stored",
+        watched_user.user_id,
+    )
+    return PollResult(
+        watched_user.user_id,
+        PollOutcome.SYNCED,
+        error=watched_user.response_warnings,
+        received=watched_user.response_sessions,
+    )
+
+
+def _store(watched_user, listing, now, digest):
     previous_sync_at = watched_user.last_synced_at
     with transaction.atomic():
         # Locks the row on PostgreSQL (SQLite's write lock covers it), so a
@@ -142,6 +194,14 @@ def _store(watched_user, listing, now):
         if not still_watched:
             raise _UserRemoved
         stored = store_sessions(watched_user.user_id, listing.sessions, now)
+        warnings = " ".join((listing.warnings + stored.skipped)[:5])
+        # Written in the store's transaction, so the digest never describes
+        # sessions that a rolled-back store did not write.
+        WatchedUser.objects.filter(pk=watched_user.pk).update(
+            response_digest=digest,
+            response_sessions=stored.received,
+            response_warnings=warnings,
+        )
     _send(
         sessions_stored,
         watched_user=watched_user,
@@ -169,11 +229,10 @@ def _store(watched_user, listing, now):
             watched_user.user_id,
             previous_sync_at.isoformat(),
         )
-    warnings = listing.warnings + stored.skipped
     return PollResult(
         watched_user.user_id,
         PollOutcome.SYNCED,
-        error=" ".join(warnings[:5]),
+        error=warnings,
         received=stored.received,
         new=stored.new,
         changed=stored.changed,

@@ -4,6 +4,7 @@ Retry waits go to a fake sleep. Faults that hold the connection use short
 real read timeouts, so each test takes at most about a second.
 """
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -325,3 +326,28 @@ def test_other_origin_redirect_rejected(client, sandbox):
         client.user_sessions(USER_ID)
 
     assert len(api_requests(sandbox)) == 1
+
+
+def test_sessions_response_keeps_body(client):
+    response = client.user_sessions_response(USER_ID)
+
+    assert json.loads(response.content)["user_id"] == USER_ID
+    assert response.parse().owner == USER_ID
+
+
+def test_sessions_response_not_json_fails_on_parse(client, sandbox):
+    sandbox.faults.add("not_json")
+
+    response = client.user_sessions_response(USER_ID)
+
+    with pytest.raises(errors.InvalidResponseError, match="not valid JSON"):
+        response.parse()
+    assert len(api_requests(sandbox)) == 1
+
+
+def test_sessions_response_oversized(sandbox, sleep):
+    sandbox.faults.add("oversized", size_bytes=500_000, content_length=False)
+    client = make_client(sandbox, sleep, max_response_bytes=100_000)
+
+    with pytest.raises(errors.ResponseTooLargeError):
+        client.user_sessions_response(USER_ID)

@@ -93,10 +93,10 @@ def test_poll_behind_long_write_lock_loses_nothing(sandbox, settings, monkeypatc
 
     class LockingClient(RoundtableClient):
         # Another writer takes the lock once the sessions are fetched.
-        def user_sessions(self, user_id):
-            listing = super().user_sessions(user_id)
+        def user_sessions_response(self, user_id):
+            response = super().user_sessions_response(user_id)
             holder.execute("BEGIN IMMEDIATE")
-            return listing
+            return response
 
     monkeypatch.setattr(tasks, "RoundtableClient", LockingClient)
     try:

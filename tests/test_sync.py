@@ -1,3 +1,5 @@
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -259,9 +261,20 @@ class ListingClient:
 
     def __init__(self, payload):
         self.payload = payload
+        self.parsed = 0
 
-    def user_sessions(self, user_id):
-        return parse_session_list(self.payload, "user_id")
+    def user_sessions_response(self, user_id):
+        return FixedResponse(self, json.dumps(self.payload).encode())
+
+
+@dataclass
+class FixedResponse:
+    client: ListingClient
+    content: bytes
+
+    def parse(self):
+        self.client.parsed += 1
+        return parse_session_list(json.loads(self.content), "user_id")
 
 
 def test_coverage_gap_counts_malformed_items(watched, clock):

@@ -136,6 +136,20 @@ def test_known_session_change_recorded_once(api, watched_tag):
     assert stored.risk_score == listed.risk_score
 
 
+def test_tag_store_clears_user_response_digest(api, watched_tag):
+    watched_user = poll_user("bot-farm-7")
+    watched_user.refresh_from_db()
+    assert watched_user.response_digest != ""
+    stored_ids = set(Session.objects.values_list("session_id", flat=True))
+    listed = next(s for s in list_tag_sessions() if s.session_id in stored_ids)
+    Session.objects.filter(pk=listed.session_id).update(raw_digest="stale")
+
+    poll(watched_tag)
+
+    watched_user.refresh_from_db()
+    assert watched_user.response_digest == ""
+
+
 def test_tag_poll_failure_recorded_on_tag(api, watched_tag):
     api.faults.add("server_error", status=500)
     now = timezone.now()

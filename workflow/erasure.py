@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils.timezone import now
 
 from roundtable_sync.models import CoverageGap, PollRecord, Session, WatchedUser
-from roundtable_sync.store import forget_sessions
+from roundtable_sync.store import forget_response_digests, forget_sessions
 from workflow import audit
 from workflow.signals import user_erased
 
@@ -35,6 +35,8 @@ def delete_stored_data(user_id):
     forget_sessions(list(stored.values_list("pk", flat=True)), "erasure", now())
     total, by_model = stored.delete()
     sessions = by_model.get(Session._meta.label, 0)
+    # Callers delete the watchlist row too, but a caller may keep it.
+    forget_response_digests([user_id])
     counts = {
         "sessions": sessions,
         "session_related": total - sessions,

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from roundtable_sync.models import CoverageGap, PollRecord, Session
-from roundtable_sync.store import forget_sessions
+from roundtable_sync.store import forget_response_digests, forget_sessions
 from workflow import audit
 from workflow.signals import retention_applied
 
@@ -58,11 +58,13 @@ def _delete_sessions_before(cutoff, now):
     sessions = related = 0
     expired = Session.objects.filter(session_time__lt=cutoff).order_by()
     while True:
-        batch = list(expired.values_list("pk", flat=True)[:RETENTION_BATCH_SIZE])
-        if not batch:
+        rows = list(expired.values_list("pk", "user_id")[:RETENTION_BATCH_SIZE])
+        if not rows:
             return sessions, related
+        batch = [pk for pk, _ in rows]
         # The API may still list them: remember them so polls skip them.
         forget_sessions(batch, "retention", now)
+        forget_response_digests({user_id for _, user_id in rows})
         total, by_model = Session.objects.filter(pk__in=batch).delete()
         deleted = by_model.get(Session._meta.label, 0)
         sessions += deleted
