@@ -2,11 +2,14 @@
 
 Every request, from any worker of any cluster, the web server or a command,
 first reserves a start time from one database row (RequestSlot). Each
-reservation follows the previous one by 1.05 / rate seconds, so ``rate``
-starts span at least 1.05 s, however many processes run. No second then
-contains more than ``rate`` starts, even when scheduling and network jitter
-move a start by up to 50 ms in the worst direction. The row works the same on
-SQLite and PostgreSQL, so the limit needs no server beside the database.
+reservation follows the previous one by 1.05 / rate seconds, so ``rate + 1``
+reserved starts span at least 1.05 s, however many processes run. No second
+then contains more than ``rate`` starts as long as each request starts less
+than 50 ms after its reserved time. A process that wakes up more than
+LATE_START after its reserved time (a busy machine can delay it that long)
+reserves again instead of sending late, which leaves the other 25 ms for the
+request to reach the API. The row works the same on SQLite and PostgreSQL,
+so the limit needs no server beside the database.
 
 NOTE: start times come from each process's wall clock. Processes on several
 machines need clocks synchronised (NTP) to well within 1 / rate seconds, or
@@ -28,6 +31,8 @@ logger = logging.getLogger(__name__)
 _SLOT_PK = 1
 # Requests are spaced this fraction wider than 1 / rate; see the module text.
 JITTER_ALLOWANCE = 0.05
+# Seconds past its reserved start after which a request reserves again.
+LATE_START = 0.025
 
 
 class RequestThrottle:
@@ -42,6 +47,7 @@ class RequestThrottle:
             raise ValueError(f"rate is {rate}: it must be 0 (no limit) or more.")
         self.rate = rate
         self._clock = clock
+        self._slot = None
 
     @classmethod
     def from_settings(cls):
@@ -56,7 +62,14 @@ class RequestThrottle:
             return 0.0
         now = self._clock()
         slot = self._advance(now, (1.0 + JITTER_ALLOWANCE) / self.rate)
+        self._slot = slot
         return max(0.0, slot - now)
+
+    def missed(self):
+        """Return whether the last reserved start passed over LATE_START ago."""
+        if self._slot is None:
+            return False
+        return self._clock() - self._slot > LATE_START
 
     def _advance(self, now, spacing):
         # One UPDATE moves the row to max(previous slot + spacing, now). The

@@ -12,7 +12,7 @@ from django.conf import settings
 from roundtable_sync import errors
 from roundtable_sync.client import RoundtableClient
 from roundtable_sync.models import RequestSlot
-from roundtable_sync.throttle import JITTER_ALLOWANCE, RequestThrottle
+from roundtable_sync.throttle import JITTER_ALLOWANCE, LATE_START, RequestThrottle
 from tests.test_cluster import database_url
 
 
@@ -79,6 +79,9 @@ class CountingThrottle:
         self.calls += 1
         return self.wait
 
+    def missed(self):
+        return False
+
 
 def test_client_reserves_before_each_attempt(sandbox):
     sandbox.faults.add("server_error", count=2)
@@ -92,6 +95,45 @@ def test_client_reserves_before_each_attempt(sandbox):
 
     assert throttle.calls == 3
     assert sleeps.count(0.25) == 3
+
+
+@pytest.mark.django_db
+def test_late_wakeup_reserves_again(sandbox):
+    clock = FakeClock()
+    throttle = RequestThrottle(10, clock=clock)
+    throttle.reserve()  # Another request holds the current turn.
+    sleeps = []
+
+    def oversleep(seconds):
+        # The first sleep overruns by 200 ms, as on a busy machine.
+        sleeps.append(seconds)
+        clock.now += seconds + (0.2 if len(sleeps) == 1 else 0.0)
+
+    client = RoundtableClient(
+        sandbox.key, sandbox.url, throttle=throttle, sleep=oversleep
+    )
+
+    client.user_sessions("user-1")
+
+    assert sleeps == [pytest.approx((1 + JITTER_ALLOWANCE) / 10)]
+    # The second reservation starts at the late wake-up time, not at the
+    # missed turn, so the request went out in a turn of its own.
+    assert RequestSlot.objects.get().reserved_until == pytest.approx(clock.now)
+    assert len(sandbox.requests) == 1
+
+
+@pytest.mark.django_db
+def test_timely_wakeup_keeps_turn():
+    clock = FakeClock()
+    throttle = RequestThrottle(10, clock=clock)
+    throttle.reserve()
+    wait = throttle.reserve()
+
+    clock.now += wait + LATE_START / 2
+
+    assert not throttle.missed()
+    clock.now += LATE_START
+    assert throttle.missed()
 
 
 def test_client_wait_past_deadline_raises(sandbox):
