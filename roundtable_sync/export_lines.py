@@ -253,7 +253,16 @@ def _postgres_time(value):
 
 
 def _postgres_refresh_decision(row):
-    return _refresh_decision(row, _postgres_cell, _postgres_time)
+    # The session row's lock makes the decision wait for a write of the
+    # session in progress, which replaces the export row. The UPDATE after
+    # it then reads with a new snapshot, so it sees that row and every
+    # decision committed before it, instead of updating a deleted row or
+    # writing an older decision over a newer one.
+    lock = (
+        f"PERFORM 1 FROM {SESSION_TABLE} "
+        f"WHERE session_id = {row}.session_id FOR NO KEY UPDATE"
+    )
+    return f"{lock};\n{_refresh_decision(row, _postgres_cell, _postgres_time)}"
 
 
 def _postgres_insert(row):

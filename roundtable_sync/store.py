@@ -132,10 +132,12 @@ def store_sessions(user_id, sessions, now):
 
     if rows:
         with transaction.atomic():
-            _write(rows, changes, {s.session_id: s for s in storable}, existing)
-            # A tag poll or report lookup may store another version than the
-            # user's own last response, so that response must be stored again.
+            # A tag poll or report lookup may store a different version from
+            # the user's own last response, so that response must be stored
+            # again. Done first because a poll and erasure lock the watched
+            # user before its sessions, and the opposite order can deadlock.
             forget_response_digests([user_id])
+            _write(rows, changes, {s.session_id: s for s in storable}, existing)
     result.score_changes = changes
     return result
 

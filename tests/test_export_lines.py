@@ -1,5 +1,8 @@
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -10,6 +13,7 @@ from roundtable_sync.models import Session
 from roundtable_sync.parsing import parse_session_list
 from roundtable_sync.store import store_sessions
 from tests import payloads
+from tests.test_cluster import database_url
 from workflow.erasure import delete_stored_data
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -170,3 +174,81 @@ def test_migration_fills_table_from_stored_sessions(migration_data):
     assert set(rows) == {"s1", "s2"}
     assert rows["s1"].split(",")[4] == "12"
     assert rows["s2"].split(",")[4] == ""
+
+
+DECIDE_SQL = """
+    INSERT INTO reviews_decision
+        (session_id, user_id, kind, note, decided_by_label, decided_at)
+    VALUES (%s, '', %s, '', %s, %s)
+"""
+
+
+def blocked(observer, pid):
+    """Return whether the backend ``pid`` is waiting for a lock."""
+    row = observer.execute(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+    ).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def wait_until_blocked(observer, pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not blocked(observer, pid):
+        assert time.monotonic() < deadline, "the decision never waited for a lock"
+        time.sleep(0.02)
+
+
+def decide_in_thread(url, kind, label, decided_at):
+    decider = psycopg.connect(url)
+
+    def decide():
+        with decider:
+            decider.execute(DECIDE_SQL, ["s1", kind, label, decided_at])
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    return decider.info.backend_pid, thread
+
+
+@pytest.mark.postgres
+@pytest.mark.process
+@pytest.mark.django_db(transaction=True)
+def test_decision_during_session_write_reaches_export():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    store("alice", "s1", risk_score=10)
+    url = database_url()
+    with psycopg.connect(url) as observer, psycopg.connect(url) as writer:
+        # A poll rewrites the session, which replaces its export row, and
+        # has not committed yet.
+        writer.execute(
+            "UPDATE roundtable_sync_session SET risk_score = 90 WHERE session_id = 's1'"
+        )
+        pid, thread = decide_in_thread(url, "confirmed_bot", "ann", NOW)
+        wait_until_blocked(observer, pid)
+        writer.commit()
+        thread.join(timeout=10)
+
+    assert decision_cells("s1") == ",confirmed_bot,ann,2026-11-20T12:00:00Z"
+    assert head_cells("s1")[4] == "90"
+
+
+@pytest.mark.postgres
+@pytest.mark.process
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_decisions_keep_newest():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    store("alice", "s1")
+    url = database_url()
+    with psycopg.connect(url) as observer, psycopg.connect(url) as first:
+        # The newer decision is written first and commits last.
+        first.execute(DECIDE_SQL, ["s1", "confirmed_bot", "ann", NOW])
+        pid, thread = decide_in_thread(
+            url, "legitimate", "bob", NOW - timedelta(days=1)
+        )
+        wait_until_blocked(observer, pid)
+        first.commit()
+        thread.join(timeout=10)
+
+    assert decision_cells("s1") == ",confirmed_bot,ann,2026-11-20T12:00:00Z"

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from roundtable_sync.models import (
     ForgottenSession,
@@ -9,6 +11,7 @@ from roundtable_sync.models import (
     SessionCheck,
     SessionEvent,
     SessionTimeSource,
+    WatchedUser,
 )
 from roundtable_sync.parsing import parse_events, parse_session_list
 from roundtable_sync.store import replace_fetched_events, store_sessions
@@ -246,3 +249,21 @@ def test_events_of_deleted_session_are_dropped():
 
     assert replace_fetched_events(session, events, NOW) is None
     assert not SessionEvent.objects.exists()
+
+
+def test_store_clears_digest_before_writing_sessions():
+    # A poll and erasure lock the watched user before its sessions; a store
+    # that took them in the opposite order could deadlock with them.
+    WatchedUser.objects.create(user_id="user-456", response_digest="abc")
+
+    with CaptureQueriesContext(connection) as queries:
+        store_sessions("user-456", parsed(payloads.session("s1")), NOW)
+
+    # Django logs an executemany() as "N times: SQL".
+    statements = [
+        query["sql"].partition(" times: ")[2] or query["sql"]
+        for query in queries.captured_queries
+    ]
+    writes = [sql for sql in statements if sql.startswith(("INSERT", "UPDATE"))]
+    assert "roundtable_sync_watcheduser" in writes[0]
+    assert WatchedUser.objects.get().response_digest == ""
