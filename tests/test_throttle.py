@@ -101,7 +101,7 @@ def test_client_reserves_before_each_attempt(sandbox):
 def test_late_wakeup_reserves_again(sandbox):
     clock = FakeClock()
     throttle = RequestThrottle(10, clock=clock)
-    throttle.reserve()  # Another request holds the current turn.
+    throttle.reserve()  # Another request has the current turn.
     sleeps = []
 
     def oversleep(seconds):
