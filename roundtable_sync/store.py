@@ -311,7 +311,8 @@ def _insert_checks(rows):
                     # Kept in the session's checks map and raw JSON, but too
                     # long for the indexed columns of the checks table.
                     logger.warning(
-                        "%s: check %r of session %s is too long to index",
+                        "%s: check %r of session %s has a name or status too "
+                        "long to index; it is kept in the session's checks",
                         row["user_id"],
                         name[:40],
                         row["session_id"],

@@ -142,6 +142,17 @@ def test_table_shows_session_columns(analyst_client):
     assertContains(response, "flagged</span>")
 
 
+def test_user_cell_has_no_whitespace(analyst_client):
+    # The cell keeps whitespace (white-space: pre-wrap), so any around the
+    # link would wrap the ID onto a second line.
+    make_session("alice", "s1", NOW)
+
+    response = analyst_client.get(list_url())
+
+    assertContains(response, '<td class="user-id"><a href="/sessions/?user=alice">')
+    assertContains(response, "alice</a></td>")
+
+
 @override_settings(DASHBOARD_TIME_ZONE="Europe/Paris")
 def test_time_shown_in_analyst_time_zone(analyst_client):
     make_session("alice", "s1", NOW)
