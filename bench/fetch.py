@@ -20,6 +20,10 @@ Two figures:
   clusters of 4 workers each polled under a limit of 20/s: the target is at
   most 20. Without the limit, 8 workers would send about 160 a second.
 
+The clusters use django-q2's database broker unless BENCH_BROKER_URL names a
+Redis database (``redis://127.0.0.1:6379/11``), as production on PostgreSQL
+would. DATABASE_CONN_MAX_AGE passes through to them.
+
 Event fetching is off (ROUNDTABLE_EVENTS_PER_MINUTE=0) so that only user
 polls reach the sandbox.
 """
@@ -58,7 +62,10 @@ def measure(runs, scale):
     users = SIZES[scale]
     with BenchDatabase("fetch") as database, CachedSandbox() as sandbox:
         database.run_child("setup", users)
-        with Clusters(database, sandbox, 1, TIMED_WORKERS, TIMED_RATE) as clusters:
+        broker_url = os.environ.get("BENCH_BROKER_URL", "")
+        with Clusters(
+            database, sandbox, 1, TIMED_WORKERS, TIMED_RATE, broker_url
+        ) as clusters:
             clusters.run_round(users)  # first poll, untimed
             seconds = [clusters.run_round(users) for _ in range(runs)]
         ideal = users * SANDBOX_LATENCY / TIMED_WORKERS
@@ -68,7 +75,7 @@ def measure(runs, scale):
         database.run_child("setup", limit_users)
         busiest = []
         with Clusters(
-            database, sandbox, LIMIT_CLUSTERS, LIMIT_WORKERS, LIMIT_RATE
+            database, sandbox, LIMIT_CLUSTERS, LIMIT_WORKERS, LIMIT_RATE, broker_url
         ) as clusters:
             clusters.run_round(limit_users)  # first poll, untimed
             for _ in range(runs):
