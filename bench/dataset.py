@@ -200,6 +200,11 @@ def _add_watched_user(rows, user, anchor, rng):
         last_poll_outcome="synced",
         last_poll_error="",
         coverage_gap_at=None,
+        # No response digest: these rows were not stored from a response,
+        # so the first real poll parses and compares in full.
+        response_digest="",
+        response_sessions=0,
+        response_warnings="",
     )
 
 
