@@ -255,9 +255,9 @@ def _postgres_time(value):
 def _postgres_refresh_decision(row):
     # The session row's lock makes the decision wait for a write of the
     # session in progress, which replaces the export row. The UPDATE after
-    # it then reads with a new snapshot, so it sees that row and every
-    # decision committed before it, instead of updating a deleted row or
-    # writing an older decision over a newer one.
+    # it then reads with a new snapshot, which contains that row and every
+    # decision committed before it. Without the lock it would update a
+    # deleted row or write an older decision over a newer one.
     lock = (
         f"PERFORM 1 FROM {SESSION_TABLE} "
         f"WHERE session_id = {row}.session_id FOR NO KEY UPDATE"
@@ -273,6 +273,24 @@ def _postgres_insert(row):
         f"{decision}, "
         f"({row}.checks -> 'biometric')::text, ({row}.checks -> 'device')::text"
     )
+
+
+def _postgres_row_function(name, on_old, on_new):
+    """Return a row trigger function running ``on_old`` for the old row of an
+    UPDATE or DELETE, then ``on_new`` for the new row of an INSERT or UPDATE.
+    """
+    return f"""CREATE FUNCTION {name}() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            {on_old};
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            {on_new};
+        END IF;
+        RETURN NULL;
+    END
+    $$"""
 
 
 POSTGRES_FORWARD = [
@@ -306,36 +324,23 @@ POSTGRES_FORWARD = [
         device_checks text,
         PRIMARY KEY (session_time, session_id)
     )""",
-    f"""CREATE FUNCTION {TABLE}_row() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            DELETE FROM {TABLE}
-            WHERE session_time = OLD.session_time
-                AND session_id = OLD.session_id;
-        END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            {_postgres_insert("NEW")};
-        END IF;
-        RETURN NULL;
-    END
-    $$""",
+    _postgres_row_function(
+        f"{TABLE}_row",
+        on_old=(
+            f"DELETE FROM {TABLE} WHERE session_time = OLD.session_time "
+            "AND session_id = OLD.session_id"
+        ),
+        on_new=_postgres_insert("NEW"),
+    ),
     f"""CREATE TRIGGER {TABLE}_row
     AFTER INSERT OR DELETE OR UPDATE OF {", ".join(EXPORTED_COLUMNS)}
     ON {SESSION_TABLE}
     FOR EACH ROW EXECUTE FUNCTION {TABLE}_row()""",
-    f"""CREATE FUNCTION {TABLE}_decision() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            {_postgres_refresh_decision("OLD")};
-        END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            {_postgres_refresh_decision("NEW")};
-        END IF;
-        RETURN NULL;
-    END
-    $$""",
+    _postgres_row_function(
+        f"{TABLE}_decision",
+        on_old=_postgres_refresh_decision("OLD"),
+        on_new=_postgres_refresh_decision("NEW"),
+    ),
     f"""CREATE TRIGGER {TABLE}_decision
     AFTER INSERT OR DELETE OR UPDATE OF {", ".join(DECISION_COLUMNS)}
     ON {DECISION_TABLE}
