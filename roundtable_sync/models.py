@@ -231,6 +231,53 @@ class SessionCheck(models.Model):
         return f"{self.group}.{self.name}: {self.status}"
 
 
+class TallyBase(models.Model):
+    """A count per UTC hour of session time, kept by roundtable_sync.tallies.
+
+    Triggers append +1 and -1 rows, and ``compact`` folds them into one row
+    per key. The count of a key is the sum of its rows.
+    """
+
+    hour = models.DateTimeField()
+    # False for the rows the triggers append, until they are folded.
+    compacted = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+        indexes = [
+            models.Index(fields=["hour"], name="%(class)s_hour_idx"),
+            # Where compact() finds the hours it has to fold.
+            models.Index(
+                fields=["hour"],
+                condition=models.Q(compacted=False),
+                name="%(class)s_unfolded_idx",
+            ),
+        ]
+
+
+class SessionTally(TallyBase):
+    """Sessions per hour, risk score and recommended action."""
+
+    risk_score = models.SmallIntegerField(null=True)
+    recommended_action = models.TextField(null=True)
+    sessions = models.IntegerField()
+
+    def __str__(self):
+        return f"{self.hour:%Y-%m-%d %H:00} {self.risk_score}: {self.sessions:+d}"
+
+
+class CheckTally(TallyBase):
+    """Check results per hour, check group, name and status."""
+
+    group = models.CharField(max_length=16, choices=CheckGroup.choices)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=255)
+    reports = models.IntegerField()
+
+    def __str__(self):
+        return f"{self.hour:%Y-%m-%d %H:00} {self.group}.{self.name}: {self.reports:+d}"
+
+
 class ScoreChange(models.Model):
     """A change of a session's score or recommended action between polls."""
 

@@ -1,4 +1,4 @@
-"""django-q2 tasks: the per-minute dispatcher, user and tag polls, lookups.
+"""django-q2 tasks: the per-minute dispatcher, polls, lookups, tally folding.
 
 The dispatcher is the only scheduled task (see the migration that creates
 it). Tasks are queued with async_task and never retried by django-q2.
@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from roundtable_sync import account, tags
+from roundtable_sync import account, tags, tallies
 from roundtable_sync.client import RoundtableClient
 from roundtable_sync.dispatch import (
     claim_due_tags,
@@ -48,6 +48,10 @@ def dispatch_polls():
     account.record_heartbeat(now)
     release_dead_claims(now)
     release_dead_claims(now, model=WatchedTag)
+    # Before the checks below: sessions change without polls too (erasure,
+    # retention), and the overview reads every unfolded row.
+    if tallies.has_unfolded_rows():
+        async_task(compact_tallies, group="tallies")
     if not settings.ROUNDTABLE_API_KEY:
         logger.error("ROUNDTABLE_API_KEY is not set: no user was polled")
         return 0
@@ -83,6 +87,11 @@ def dispatch_polls():
     ):
         async_task(fetch_events, group="events")
     return queued
+
+
+def compact_tallies():
+    """Fold the new rows of the hourly tallies (see roundtable_sync.tallies)."""
+    return tallies.compact()
 
 
 def queue_immediate_poll(watched_user):

@@ -11,9 +11,11 @@ from roundtable_sync.models import (
     PollOutcome,
     Session,
     SessionEvent,
+    SessionTally,
     SessionTimeSource,
     WatchedUser,
 )
+from tests.fixtures_web import make_session
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +180,19 @@ def test_dispatch_without_key_polls_nobody(api):
         assert tasks.dispatch_polls() == 0
 
     assert api.requests == []
+
+
+def test_dispatch_folds_tallies_even_without_key(api):
+    make_session("alice", "s1", timezone.now() - timedelta(hours=3), risk_score=10)
+    make_session("alice", "s2", timezone.now() - timedelta(hours=3), risk_score=10)
+    assert SessionTally.objects.filter(compacted=False).count() == 2
+
+    with override_settings(ROUNDTABLE_API_KEY=""):
+        tasks.dispatch_polls()
+
+    assert list(SessionTally.objects.values_list("sessions", "compacted")) == [
+        (2, True)
+    ]
 
 
 def test_failing_session_does_not_block_events_queue(api):
