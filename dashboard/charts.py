@@ -1,22 +1,34 @@
 """Aggregate queries behind the overview's figures, one function per figure.
 
-Each function runs a fixed number of queries, grouped and counted in the
-database, so a figure costs the same whatever the number of stored sessions.
-The selected range covers ``Session.session_time`` from ``since`` (None for all
-time) to ``now`` inclusive, so a session dated in the future counts in none.
+Each function runs at most a fixed number of queries, grouped and counted
+in the database. The selected range covers ``Session.session_time`` from ``since``
+(None for all time) to ``now`` inclusive, so a session dated in the future
+counts in none. Counts by score, action and check come from the hourly
+tallies for the whole hours of the range and from the sessions for the rest
+(dashboard.coverage), so they cost about the same whatever the number of
+stored sessions.
 """
 
+from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db.models import Case, CharField, Count, F, Max, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, CharField, Count, F, Max, Q, Sum, Value, When
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
+from dashboard.coverage import Coverage, counter
 from dashboard.daily import daily_totals
 from dashboard.filters import DOCUMENTED_ACTIONS
 from roundtable_sync.bands import Band
 from roundtable_sync.checks import DOCUMENTED_CHECKS, ordered_check_keys
-from roundtable_sync.models import Session, SessionCheck, WatchedUser
+from roundtable_sync.models import (
+    CheckTally,
+    Session,
+    SessionCheck,
+    SessionTally,
+    WatchedUser,
+)
 from roundtable_sync.scoring_changes import scoring_changes_between
 
 MISSING_ACTION_LABEL = "Missing (no recommended action)"
@@ -36,6 +48,9 @@ MAX_ACTIONS = 20
 # of empty days, so the series keeps at most this many days up to its last.
 MAX_SERIES_DAYS = 3 * 365
 
+# The counts of each check row, in the order check_rates queries them.
+CHECK_COUNTS = ["detected", "not_detected", "unknown", "reports"]
+
 NEWEST_FLAGGED_FIELDS = [
     "session_id",
     "user_id",
@@ -44,6 +59,27 @@ NEWEST_FLAGGED_FIELDS = [
     "risk_score",
     "recommended_action",
 ]
+
+
+@contextmanager
+def one_snapshot():
+    """Read the figures inside from one snapshot of the database, if it can.
+
+    A figure adds tallied hours to sessions counted in another query. A
+    session that moves between hours in the meantime (the events fetch dates
+    sessions again) would count twice or not at all.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # NOTE: on SQLite every transaction here takes the write lock
+        # (transaction_mode IMMEDIATE), which would hold up the worker while
+        # a page renders, so SQLite reads each query on its own. Inside an
+        # outer transaction (tests) the isolation level is already fixed.
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
 
 
 def _range_q(since, now, field="session_time"):
@@ -70,26 +106,81 @@ def watched_user_counts():
     )
 
 
+def _session_parts(coverage):
+    """Return (queryset, count) for the sessions and the tallies of a range.
+
+    The tallies share the session fields that the figures filter and group
+    on (risk_score, recommended_action), so one expression serves both.
+    """
+    parts = [(Session.objects.filter(coverage.session_q()), counter(Count, "pk"))]
+    if coverage.has_tallied_hours:
+        parts.append(
+            (
+                SessionTally.objects.filter(coverage.tally_q()),
+                counter(Sum, "sessions"),
+            )
+        )
+    return parts
+
+
+def _session_totals(coverage, conditions):
+    """Count the sessions in range matching each condition (None: all)."""
+    totals = dict.fromkeys(conditions, 0)
+    for queryset, count in _session_parts(coverage):
+        row = queryset.aggregate(
+            **{name: count(condition) for name, condition in conditions.items()}
+        )
+        for name, value in row.items():
+            totals[name] += value or 0
+    return totals
+
+
+def _session_groups(coverage, *fields, condition=None, **expressions):
+    """Count the sessions in range matching ``condition`` per value of ``fields``.
+
+    ``expressions`` are annotations that ``fields`` may name. Returns a dict
+    from the tuple of values to the count, without zero counts.
+    """
+    counts = {}
+    for queryset, count in _session_parts(coverage):
+        rows = (
+            queryset.filter(condition or Q())
+            .annotate(**expressions)
+            .values_list(*fields)
+            .annotate(count=count())
+            .order_by()
+        )
+        for *key, value in rows:
+            counts[tuple(key)] = counts.get(tuple(key), 0) + value
+    return {key: value for key, value in counts.items() if value}
+
+
 def session_counts(since, now, thresholds):
-    """Return the headline session counts, in three queries.
+    """Return the headline session counts.
 
     ``total`` counts every stored session. ``last_24h`` and ``last_7d`` ignore
-    the selected range. The others follow it. Each query filters on its own
-    time range, so the session time index limits the rows it reads, and a
-    plain COUNT(*) of every row reads only the smallest index.
+    the selected range. The others follow it.
     """
-    week_ago = now - timedelta(days=7)
-    recent = Session.objects.filter(_range_q(week_ago, now)).aggregate(
-        last_24h=_count(_range_q(now - timedelta(hours=24), now)),
-        last_7d=_count(),
+    last_24h = _session_totals(Coverage.of(now - timedelta(hours=24), now), {"n": None})
+    last_7d = _session_totals(Coverage.of(now - timedelta(days=7), now), {"n": None})
+    in_range = _session_totals(
+        Coverage.of(since, now),
+        {
+            "in_range": None,
+            "flagged": thresholds.flagged_q(),
+            "high_risk": thresholds.high_risk_q(),
+            "unscored": Q(risk_score__isnull=True),
+        },
     )
-    in_range = Session.objects.filter(_range_q(since, now)).aggregate(
-        in_range=_count(),
-        flagged=_count(thresholds.flagged_q()),
-        high_risk=_count(thresholds.high_risk_q()),
-        unscored=_count(Q(risk_score__isnull=True)),
-    )
-    return {"total": Session.objects.count(), **recent, **in_range}
+    return {
+        # The tallies count every stored session, future ones too, in far
+        # fewer rows than the session table (PostgreSQL's COUNT(*) reads them
+        # all).
+        "total": SessionTally.objects.aggregate(total=Sum("sessions"))["total"] or 0,
+        "last_24h": last_24h["n"],
+        "last_7d": last_7d["n"],
+        **in_range,
+    }
 
 
 def band_labels(thresholds):
@@ -118,17 +209,17 @@ def score_histogram(since, now, thresholds):
     bucket (90–100).
     """
     bucket = Greatest(Least(F("risk_score") / 10, Value(HISTOGRAM_BUCKETS - 1)), 0)
-    rows = (
-        sessions_in_range(since, now)
-        .filter(risk_score__isnull=False)
-        .annotate(bucket=bucket, band=_band_expression(thresholds))
-        .values("bucket", "band")
-        .annotate(count=Count("pk"))
-        .order_by()
+    groups = _session_groups(
+        Coverage.of(since, now),
+        "bucket",
+        "band",
+        condition=Q(risk_score__isnull=False),
+        bucket=bucket,
+        band=_band_expression(thresholds),
     )
     counts = {band: [0] * HISTOGRAM_BUCKETS for band in Band}
-    for row in rows:
-        counts[Band(row["band"])][row["bucket"]] += row["count"]
+    for (bucket_index, band), count in groups.items():
+        counts[Band(band)][bucket_index] += count
 
     labels = [f"{10 * i}–{10 * i + 9}" for i in range(HISTOGRAM_BUCKETS - 1)]
     labels.append(f"{10 * (HISTOGRAM_BUCKETS - 1)}–100")
@@ -158,7 +249,9 @@ def risk_over_time(since, now, thresholds):
     counts the sessions on the earlier days.
     """
     tz = timezone.get_current_timezone()
-    by_day = daily_totals(sessions_in_range(since, now), thresholds.high_risk_q())
+    by_day = daily_totals(
+        Coverage.of(since, now), thresholds.high_risk_q(), MAX_SERIES_DAYS
+    )
     if not by_day:
         return {"days": [], "scoring_changes": [], "left_out_sessions": 0}
 
@@ -210,21 +303,16 @@ def sessions_by_action(since, now):
     missing row are always kept, and the most frequent undocumented actions
     fill the remaining bars up to MAX_ACTIONS.
     """
-    known = Q(recommended_action__in=DOCUMENTED_ACTIONS) | Q(
-        recommended_action__isnull=True
-    )
-    rows = list(
-        sessions_in_range(since, now)
-        .values("recommended_action")
-        .annotate(count=Count("pk"))
-        .order_by(
-            Case(When(known, then=Value(0)), default=Value(1)),
-            "-count",
-            "recommended_action",
-        )[: MAX_ACTIONS + 1]
-    )
+    groups = _session_groups(Coverage.of(since, now), "recommended_action")
+
+    def order(item):
+        (action,), count = item
+        known = action is None or action in DOCUMENTED_ACTIONS
+        return (not known, -count, action or "")
+
+    rows = sorted(groups.items(), key=order)
     truncated = len(rows) > MAX_ACTIONS
-    counts = {row["recommended_action"]: row["count"] for row in rows[:MAX_ACTIONS]}
+    counts = {action: count for (action,), count in rows[:MAX_ACTIONS]}
 
     bars = [
         {"label": action, "count": counts.pop(action), "kind": "documented"}
@@ -249,18 +337,37 @@ def check_rates(since, now):
     The detection rate is Detected ÷ (Detected + Not detected), so Unknown
     reports do not dilute it. Its share is reported beside it instead.
     """
-    rows = (
-        SessionCheck.objects.filter(_range_q(since, now, "session__session_time"))
-        .values("group", "name")
-        .annotate(
-            detected=_count(Q(status=DETECTED)),
-            not_detected=_count(Q(status=NOT_DETECTED)),
-            unknown=_count(Q(status=UNKNOWN)),
-            reports=Count("pk"),
+    coverage = Coverage.of(since, now)
+    parts = [
+        (
+            SessionCheck.objects.filter(coverage.session_q("session__session_time")),
+            counter(Count, "pk"),
         )
-        .order_by()
-    )
-    by_key = {(row["group"], row["name"]): row for row in rows}
+    ]
+    if coverage.has_tallied_hours:
+        parts.append(
+            (CheckTally.objects.filter(coverage.tally_q()), counter(Sum, "reports"))
+        )
+    by_key = {}
+    for queryset, count in parts:
+        rows = (
+            queryset.values_list("group", "name")
+            .annotate(
+                detected=count(Q(status=DETECTED)),
+                not_detected=count(Q(status=NOT_DETECTED)),
+                unknown=count(Q(status=UNKNOWN)),
+                reports=count(),
+            )
+            .order_by()
+        )
+        for group, name, *numbers in rows:
+            total = by_key.setdefault(
+                (group, name),
+                {"group": group, "name": name, **dict.fromkeys(CHECK_COUNTS, 0)},
+            )
+            for field, number in zip(CHECK_COUNTS, numbers, strict=True):
+                total[field] += number or 0
+    by_key = {key: row for key, row in by_key.items() if row["reports"]}
     return [_check_row(by_key[key]) for key in ordered_check_keys(set(by_key))]
 
 

@@ -1,12 +1,16 @@
+import random
 from datetime import UTC, date, datetime, timedelta
+from unittest import mock
 
 import pytest
 from django.test import override_settings
 from django.utils import timezone
 
 from dashboard import charts
+from dashboard.coverage import Coverage
+from roundtable_sync import tallies
 from roundtable_sync.bands import current_thresholds
-from roundtable_sync.models import SessionCheck, WatchedUser
+from roundtable_sync.models import Session, SessionCheck, WatchedUser
 from roundtable_sync.scoring_changes import scoring_changes_between
 from tests.fixtures_web import NOW, make_session
 
@@ -477,3 +481,94 @@ def test_scoring_changes_between():
     changes = scoring_changes_between(date(2026, 4, 1), date(2026, 4, 30))
 
     assert [change.date for change in changes] == [date(2026, 4, 1)]
+
+
+# Tallied hours
+
+
+def random_sessions(seed, count):
+    """Store ``count`` sessions spread over the 40 days before NOW, with checks."""
+    rng = random.Random(seed)
+    actions = [*charts.DOCUMENTED_ACTIONS, "Undocumented <b>action</b>", None]
+    for number in range(count):
+        moment = NOW - timedelta(seconds=rng.randrange(40 * 24 * 3600 + 600))
+        session = make_session(
+            f"user-{rng.randrange(12)}",
+            f"s{number}",
+            moment + timedelta(microseconds=rng.randrange(10**6)),
+            risk_score=rng.choice([None, *range(0, 101, 3)]),
+            recommended_action=rng.choice(actions),
+        )
+        add_checks(
+            session,
+            device__vpn=rng.choice(["Detected", "Not detected", "Unknown", "Odd"]),
+            biometric__bot_detected=rng.choice(["Detected", "Not detected"]),
+        )
+
+
+def figures(since, now):
+    thresholds = current_thresholds()
+    return {
+        "counts": charts.session_counts(since, now, thresholds),
+        "histogram": charts.score_histogram(since, now, thresholds),
+        "risk_over_time": charts.risk_over_time(since, now, thresholds),
+        "actions": charts.sessions_by_action(since, now),
+        "checks": charts.check_rates(since, now),
+    }
+
+
+def counted_from_sessions(since, now):
+    """Return the figures with every session counted row by row."""
+    no_tallied_hour = Coverage(since, now, first_hour=now, end_hour=now)
+    with mock.patch.object(Coverage, "of", return_value=no_tallied_hour):
+        # The headline counts of the last 24 hours and 7 days use their own
+        # ranges, so they are compared in the test of those counts.
+        return figures(since, now)
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["appended", "folded"])
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_tallied_figures_equal_counts_of_sessions(folded, zone):
+    random_sessions(seed=7, count=400)
+    # Changes and deletes leave -1 rows until they are folded.
+    Session.objects.filter(session_id__in=["s1", "s2", "s3"]).delete()
+    Session.objects.filter(session_id="s4").update(risk_score=99)
+    if folded:
+        tallies.compact()
+    # Not on the hour, so both ends of each range have a partial hour.
+    now = NOW - timedelta(minutes=17, seconds=5)
+
+    with timezone.override(zone):
+        for since in [now - timedelta(hours=3), now - timedelta(days=30), None]:
+            tallied = figures(since, now)
+            counted = counted_from_sessions(since, now)
+            for name in ["histogram", "risk_over_time", "actions", "checks"]:
+                assert tallied[name] == counted[name], (since, name)
+            for name in ["in_range", "flagged", "high_risk", "unscored", "total"]:
+                assert tallied["counts"][name] == counted["counts"][name], since
+
+
+def test_recent_counts_split_partial_hours():
+    now = NOW - timedelta(minutes=17)
+    for moment, session_id in [
+        (now - timedelta(hours=24, minutes=1), "before-day"),
+        (now - timedelta(hours=24), "day-start"),
+        (now - timedelta(hours=23, minutes=50), "day-partial-hour"),
+        # The first whole hour of the last 24 hours, and the start of the
+        # partial hour that ends at ``now``.
+        (now.replace(minute=0) - timedelta(hours=23), "day-first-whole-hour"),
+        (now.replace(minute=0), "now-hour-start"),
+        (now - timedelta(days=3), "days-ago"),
+        (now - timedelta(days=7), "week-start"),
+        (now - timedelta(days=7, seconds=1), "before-week"),
+        (now, "now"),
+        (now + timedelta(seconds=1), "after-now"),
+    ]:
+        make_session("u", session_id, moment)
+
+    counts = charts.session_counts(None, now, current_thresholds())
+
+    assert counts["last_24h"] == 5
+    assert counts["last_7d"] == 8
+    assert counts["in_range"] == 9
+    assert counts["total"] == 10

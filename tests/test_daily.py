@@ -1,11 +1,11 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db.models import Q
 from django.utils import timezone
 
+from dashboard.coverage import Coverage
 from dashboard.daily import daily_totals
-from roundtable_sync.models import Session
 from tests.fixtures_web import make_session
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +37,15 @@ ZONES = [
 ]
 
 
+LATER = datetime(2027, 1, 1, tzinfo=UTC)
+COVERAGES = {
+    # Every hour but the last from the tallies.
+    "tallied": Coverage.of(None, LATER),
+    # No hour from the tallies: every session counted row by row.
+    "sessions": Coverage(None, LATER, first_hour=LATER, end_hour=LATER),
+}
+
+
 def expected_totals(zone):
     by_day = {}
     for number, moment in enumerate(INSTANTS):
@@ -48,13 +57,14 @@ def expected_totals(zone):
     return by_day
 
 
+@pytest.mark.parametrize("coverage", COVERAGES.values(), ids=COVERAGES)
 @pytest.mark.parametrize("zone_name", ZONES)
-def test_daily_totals_match_local_days(zone_name):
+def test_daily_totals_match_local_days(zone_name, coverage):
     for number, moment in enumerate(INSTANTS):
         make_session("u", f"s{number}", moment, risk_score=number % 100)
 
     with timezone.override(zone_name):
-        totals = daily_totals(Session.objects.all(), Q(risk_score__gte=70))
+        totals = daily_totals(coverage, Q(risk_score__gte=70), days_shown=100_000)
         expected = expected_totals(timezone.get_current_timezone())
 
     assert set(totals) == set(expected)
@@ -66,13 +76,37 @@ def test_daily_totals_match_local_days(zone_name):
         assert float(totals[day]["average"]) == pytest.approx(average), day
 
 
-def test_daily_totals_count_unscored_sessions():
+@pytest.mark.parametrize("coverage", COVERAGES.values(), ids=COVERAGES)
+def test_daily_totals_count_unscored_sessions(coverage):
     make_session("u", "a", INSTANTS[0], risk_score=None)
 
     with timezone.override("Asia/Kolkata"):
-        totals = daily_totals(Session.objects.all(), Q(risk_score__gte=70))
+        totals = daily_totals(coverage, Q(risk_score__gte=70), days_shown=100_000)
 
     (row,) = totals.values()
     assert row["sessions"] == 1
     assert row["scored"] == 0
     assert row["average"] is None
+
+
+def test_straddling_hours_of_years_stay_exact_where_shown():
+    # In Kolkata (+05:30) local midnight falls in the UTC hour 18:00-19:00, so
+    # each of these days adds one straddling hour: 23:50 and 00:10 local.
+    first = datetime(2023, 1, 1, 18, 20, tzinfo=UTC)
+    for number in range(1100):
+        day = first + timedelta(days=number)
+        make_session("u", f"before-{number}", day, risk_score=10)
+        make_session("u", f"after-{number}", day + timedelta(minutes=20), risk_score=90)
+
+    with timezone.override("Asia/Kolkata"):
+        totals = daily_totals(
+            Coverage.of(None, LATER), Q(risk_score__gte=70), days_shown=400
+        )
+
+    last = max(totals)
+    assert last == date(2026, 1, 5)
+    assert totals[last] == {"sessions": 1, "scored": 1, "high_risk": 1, "average": 90}
+    for day in [last - timedelta(days=offset) for offset in range(1, 400)]:
+        assert totals[day]["sessions"] == 2, day
+        assert totals[day]["high_risk"] == 1, day
+    assert sum(row["sessions"] for row in totals.values()) == 2200

@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
@@ -418,7 +420,7 @@ def test_query_count_bounded(
     # Created on first read by the banners, a cost only the first page view pays.
     AccountState.load()
 
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(26):
         response = analyst_client.get(OVERVIEW, {"range": "all"})
 
     assert response.context["counts"]["total"] == sessions_count
@@ -436,3 +438,24 @@ def test_newest_flagged_shows_decision(analyst_client, analyst):
     response = analyst_client.get(reverse("overview"), {"range": "24h"})
 
     assert "Confirmed bot" in response.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_figures_come_from_one_snapshot_on_postgresql(migration_data, analyst_client):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    make_session("u", "s1", NOW - timedelta(hours=3), risk_score=90)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = analyst_client.get(OVERVIEW, {"range": "7d"})
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    begin = statements.index(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    )
+    # The figures' queries follow it, inside the same transaction.
+    figures = statements[begin + 1 :]
+    assert any("roundtable_sync_sessiontally" in sql for sql in figures)
+    assert any("roundtable_sync_checktally" in sql for sql in figures)
+    assert response.context["counts"]["in_range"] == 1

@@ -50,6 +50,23 @@ def overview(request):
     now = timezone.now().replace(microsecond=0)
     since = time_range.start(now)
     thresholds = current_thresholds()
+    with charts.one_snapshot():
+        context = figures(since, now, thresholds)
+    context.update(
+        time_ranges=TIME_RANGES.values(),
+        time_range=time_range,
+        invalid_range=invalid_range,
+        since=since,
+        thresholds=thresholds,
+        band_labels=charts.band_labels(thresholds),
+        count_urls=count_urls(since, now),
+        max_series_days=charts.MAX_SERIES_DAYS,
+    )
+    return render(request, "dashboard/overview.html", context)
+
+
+def figures(since, now, thresholds):
+    """Return the overview's figures for the range, keyed as the template reads them."""
     riskiest = charts.riskiest_users(since, now, thresholds)
     newest_flagged = charts.newest_flagged_sessions(since, now, thresholds)
     pks = charts.watched_user_pks(
@@ -60,18 +77,9 @@ def overview(request):
         row["watched_pk"] = pks.get(row["user_id"])
     for session in newest_flagged:
         session.watched_pk = pks.get(session.user_id)
-
-    context = {
-        "time_ranges": TIME_RANGES.values(),
-        "time_range": time_range,
-        "invalid_range": invalid_range,
-        "since": since,
-        "thresholds": thresholds,
-        "band_labels": charts.band_labels(thresholds),
+    return {
         "watched_counts": charts.watched_user_counts(),
         "counts": charts.session_counts(since, now, thresholds),
-        "count_urls": count_urls(since, now),
-        "max_series_days": charts.MAX_SERIES_DAYS,
         "histogram": charts.score_histogram(since, now, thresholds),
         "risk_over_time": charts.risk_over_time(since, now, thresholds),
         "actions": charts.sessions_by_action(since, now),
@@ -79,7 +87,6 @@ def overview(request):
         "riskiest_users": riskiest,
         "newest_flagged": newest_flagged,
     }
-    return render(request, "dashboard/overview.html", context)
 
 
 def explorer_url(since, now, **filters):
