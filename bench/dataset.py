@@ -22,11 +22,14 @@ from django.db import connection, transaction
 
 from bench import payloads
 from reviews.models import Decision, DecisionKind
+from roundtable_sync import tallies
 from roundtable_sync.models import (
+    CheckTally,
     ScoreChange,
     Session,
     SessionCheck,
     SessionEvent,
+    SessionTally,
     WatchedUser,
 )
 from roundtable_sync.parsing import EPOCH
@@ -124,6 +127,7 @@ def _build(size, meta):
             if done % 1000 == 0 or done == len(users):
                 logger.warning("  %d of %d users written", done, len(users))
     _create_indexes(indexes)
+    _recount_tallies()
     _set_sqlite_journal("WAL")
     _analyze()
     meta.update(
@@ -137,6 +141,18 @@ def _build(size, meta):
         )
     logger.warning("Built in %s s", meta["build_seconds"])
     return meta
+
+
+def _recount_tallies():
+    """Replace the rows the tally triggers appended with one row per key.
+
+    One grouped count of the stored rows is far quicker than folding the
+    fifteen million rows the triggers appended during the bulk insert.
+    """
+    with connection.cursor() as cursor:
+        for model in (SessionTally, CheckTally):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
+    tallies.count_existing()
 
 
 def _set_sqlite_journal(mode):
