@@ -22,7 +22,8 @@ from django.db import connection, transaction
 
 from bench import payloads
 from reviews.models import Decision, DecisionKind
-from roundtable_sync import tallies
+from roundtable_sync import tallies, user_risk
+from roundtable_sync.bands import current_thresholds
 from roundtable_sync.models import (
     CheckTally,
     ScoreChange,
@@ -128,6 +129,8 @@ def _build(size, meta):
                 logger.warning("  %d of %d users written", done, len(users))
     _create_indexes(indexes)
     _recount_tallies()
+    # As the worker's first refresh would.
+    user_risk.count_all(current_thresholds().review)
     _set_sqlite_journal("WAL")
     _analyze()
     meta.update(

@@ -22,22 +22,30 @@ from bench import dataset
 from bench.results import row
 from bench.urls import EMPTY_PAGE
 from dashboard.views.sessions import DEFAULT_SORT, Ordering
-from roundtable_sync import tallies
-from roundtable_sync.models import CheckTally, Session, SessionTally, WatchedUser
+from roundtable_sync import tallies, user_risk
+from roundtable_sync.models import (
+    CheckTally,
+    Session,
+    SessionTally,
+    UserRiskChange,
+    WatchedUser,
+)
 
 MAX_RATIO = 3.0
 MAX_MEDIAN_MS = 300
 
 
 def measure(runs, size):
-    # The worker folds the overview's tallies every minute. The store figure,
-    # run just before, leaves the rows of its 100,000 sessions unfolded, and
-    # on PostgreSQL the fold leaves millions of dead rows that autovacuum
-    # would clear in the background.
+    # The worker folds the overview's tallies and refreshes its per-user
+    # summaries every minute. The store figure, run just before, leaves the
+    # rows of its 100,000 sessions unfolded, and on PostgreSQL the fold
+    # leaves millions of dead rows that autovacuum would clear in the
+    # background.
     tallies.compact()
+    user_risk.refresh()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for model in (SessionTally, CheckTally):
+            for model in (SessionTally, CheckTally, UserRiskChange):
                 cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
     client = Client()
     client.force_login(get_user_model().objects.get(username=dataset.ANALYST))

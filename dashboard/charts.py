@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Case, CharField, Count, F, Max, Q, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -39,7 +39,6 @@ NOT_DETECTED = "Not detected"
 UNKNOWN = "Unknown"
 
 HISTOGRAM_BUCKETS = 10
-TOP_USERS = 10
 NEWEST_FLAGGED = 10
 # Recommended actions are free text from the API, so a hostile or buggy feed
 # could send thousands of distinct values. Only this many bars are drawn.
@@ -113,7 +112,7 @@ def _session_parts(coverage):
     on (risk_score, recommended_action), so one expression serves both.
     """
     parts = [(Session.objects.filter(coverage.session_q()), counter(Count, "pk"))]
-    if coverage.has_tallied_hours:
+    if coverage.has_whole_units:
         parts.append(
             (
                 SessionTally.objects.filter(coverage.tally_q()),
@@ -344,7 +343,7 @@ def check_rates(since, now):
             counter(Count, "pk"),
         )
     ]
-    if coverage.has_tallied_hours:
+    if coverage.has_whole_units:
         parts.append(
             (CheckTally.objects.filter(coverage.tally_q()), counter(Sum, "reports"))
         )
@@ -385,27 +384,6 @@ def _check_row(row):
 
 def _percent(part, whole):
     return round(100 * part / whole, 1) if whole else None
-
-
-def riskiest_users(since, now, thresholds):
-    """Return the users with the highest score in range, then most flagged.
-
-    Rows carry ``user_id``, ``max_score``, ``flagged``, ``sessions`` and
-    ``latest`` (newest session time).
-    """
-    return list(
-        sessions_in_range(since, now)
-        .values("user_id")
-        .annotate(
-            max_score=Max("risk_score"),
-            flagged=_count(thresholds.flagged_q()),
-            sessions=Count("pk"),
-            latest=Max("session_time"),
-        )
-        .order_by(F("max_score").desc(nulls_last=True), "-flagged", "user_id")[
-            :TOP_USERS
-        ]
-    )
 
 
 def newest_flagged_sessions(since, now, thresholds):

@@ -73,7 +73,7 @@ def daily_totals(coverage, high_risk_q, days_shown):
     sessions = Session.objects.filter(coverage.session_q())
     for day, row in _session_days(sessions, zone, high_risk_q).items():
         _add(by_day, day, row)
-    if coverage.has_tallied_hours:
+    if coverage.has_whole_units:
         _add_tallied_hours(by_day, coverage, zone, high_risk_q, days_shown)
     for day in [day for day, total in by_day.items() if not total["sessions"]]:
         del by_day[day]

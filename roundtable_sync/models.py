@@ -278,6 +278,77 @@ class CheckTally(TallyBase):
         return f"{self.hour:%Y-%m-%d %H:00} {self.group}.{self.name}: {self.reports:+d}"
 
 
+class UserRiskBase(models.Model):
+    """A user's sessions summed up, kept by roundtable_sync.user_risk.
+
+    ``flagged`` counts the sessions flagged at ``UserRiskState.review``.
+    """
+
+    user_id = models.CharField(max_length=255)
+    max_risk_score = models.SmallIntegerField(null=True)
+    sessions = models.IntegerField()
+    flagged = models.IntegerField()
+    latest_session_time = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.user_id}: max {self.max_risk_score}, {self.flagged} flagged"
+
+
+class UserRisk(UserRiskBase):
+    """A user's sessions of all time."""
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id"], name="user_risk_unique_user"),
+        ]
+
+
+class UserRiskDay(UserRiskBase):
+    """A user's sessions of one UTC day, which starts at ``day``."""
+
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "day"], name="user_risk_day_unique_user_day"
+            ),
+        ]
+        indexes = [models.Index(fields=["day"], name="user_risk_day_day_idx")]
+
+
+class UserRiskChange(models.Model):
+    """A user whose sessions changed since the summaries were last refreshed.
+
+    Triggers append one row per session written, so a user may appear many
+    times until the refresh removes them.
+    """
+
+    user_id = models.CharField(max_length=255)
+
+    class Meta:
+        indexes = [models.Index(fields=["user_id"], name="user_risk_change_user_idx")]
+
+    def __str__(self):
+        return self.user_id
+
+
+class UserRiskState(models.Model):
+    """The review threshold the summaries' flagged counts were made with.
+
+    A single row, missing until the first count.
+    """
+
+    review = models.SmallIntegerField()
+    counted_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"counted at review {self.review}"
+
+
 class ScoreChange(models.Model):
     """A change of a session's score or recommended action between polls."""
 

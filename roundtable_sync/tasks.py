@@ -1,4 +1,4 @@
-"""django-q2 tasks: the per-minute dispatcher, polls, lookups, tally folding.
+"""django-q2 tasks: the per-minute dispatcher, polls, lookups, summaries.
 
 The dispatcher is the only scheduled task (see the migration that creates
 it). Tasks are queued with async_task and never retried by django-q2.
@@ -15,7 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from roundtable_sync import account, tags, tallies
+from roundtable_sync import account, tags, tallies, user_risk
+from roundtable_sync.bands import current_thresholds
 from roundtable_sync.client import RoundtableClient
 from roundtable_sync.dispatch import (
     claim_due_tags,
@@ -52,6 +53,8 @@ def dispatch_polls():
     # retention), and the overview reads every unfolded row.
     if tallies.has_unfolded_rows():
         async_task(compact_tallies, group="tallies")
+    if user_risk.needs_refresh(current_thresholds().review):
+        async_task(refresh_user_risk, group="user-risk")
     if not settings.ROUNDTABLE_API_KEY:
         logger.error("ROUNDTABLE_API_KEY is not set: no user was polled")
         return 0
@@ -92,6 +95,11 @@ def dispatch_polls():
 def compact_tallies():
     """Fold the new rows of the hourly tallies (see roundtable_sync.tallies)."""
     return tallies.compact()
+
+
+def refresh_user_risk():
+    """Recount the per-user summaries (see roundtable_sync.user_risk)."""
+    return user_risk.refresh()
 
 
 def queue_immediate_poll(watched_user):

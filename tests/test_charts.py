@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from dashboard import charts
+from dashboard import charts, riskiest
 from dashboard.coverage import Coverage
 from roundtable_sync import tallies
 from roundtable_sync.bands import current_thresholds
@@ -391,7 +391,7 @@ def test_riskiest_users_by_max_score_then_flagged():
     make_session("tie-few", "f1", NOW, risk_score=80)
     make_session("unscored", "u1", NOW, risk_score=None)
 
-    rows = charts.riskiest_users(None, NOW, current_thresholds())
+    rows = riskiest.riskiest_users(None, NOW, current_thresholds())
 
     assert [row["user_id"] for row in rows] == [
         "high",
@@ -406,19 +406,19 @@ def test_riskiest_users_by_max_score_then_flagged():
 
 
 def test_riskiest_users_limited():
-    for i in range(charts.TOP_USERS + 3):
+    for i in range(riskiest.TOP_USERS + 3):
         make_session(f"user-{i:02}", f"s{i}", NOW, risk_score=i)
 
-    rows = charts.riskiest_users(None, NOW, current_thresholds())
+    rows = riskiest.riskiest_users(None, NOW, current_thresholds())
 
-    assert len(rows) == charts.TOP_USERS
+    assert len(rows) == riskiest.TOP_USERS
     assert rows[0]["user_id"] == "user-12"
 
 
 def test_riskiest_users_follow_range():
     make_session("old", "s", NOW - timedelta(days=8), risk_score=99)
 
-    assert charts.riskiest_users(WEEK_AGO, NOW, current_thresholds()) == []
+    assert riskiest.riskiest_users(WEEK_AGO, NOW, current_thresholds()) == []
 
 
 def test_newest_flagged_sessions():
@@ -450,7 +450,7 @@ def test_newest_flagged_sessions_exclude_future():
 def test_riskiest_users_exclude_future():
     make_session("future", "f", FUTURE, risk_score=99)
 
-    assert charts.riskiest_users(None, NOW, current_thresholds()) == []
+    assert riskiest.riskiest_users(None, NOW, current_thresholds()) == []
 
 
 def test_check_rates_exclude_future():
@@ -519,7 +519,7 @@ def figures(since, now):
 
 def counted_from_sessions(since, now):
     """Return the figures with every session counted row by row."""
-    no_tallied_hour = Coverage(since, now, first_hour=now, end_hour=now)
+    no_tallied_hour = Coverage(since, now, first=now, end=now)
     with mock.patch.object(Coverage, "of", return_value=no_tallied_hour):
         # The headline counts of the last 24 hours and 7 days use their own
         # ranges, so they are compared in the test of those counts.

@@ -42,7 +42,7 @@ COVERAGES = {
     # Every hour but the last from the tallies.
     "tallied": Coverage.of(None, LATER),
     # No hour from the tallies: every session counted row by row.
-    "sessions": Coverage(None, LATER, first_hour=LATER, end_hour=LATER),
+    "sessions": Coverage(None, LATER, first=LATER, end=LATER),
 }
 
 

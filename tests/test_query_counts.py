@@ -18,6 +18,7 @@ from alerts.models import Alert, AlertDelivery, AlertRule, RuleKind, WebhookEndp
 from alerts.rules import dedupe_key
 from reviews.decisions import record_decision
 from reviews.models import DecisionKind
+from roundtable_sync import user_risk
 from roundtable_sync.models import (
     CoverageGap,
     PendingTagSession,
@@ -162,6 +163,8 @@ def grow_fixture(analyst):
         for number in range(added, added + count):
             add_unit(analyst, endpoint, number)
         added += count
+        # As the worker would, so the overview reads the per-user summaries.
+        user_risk.refresh()
         return focus_watched
 
     return grow
@@ -206,7 +209,7 @@ EVERY_FILTER = {
 # unread alert count.
 PAGES = [
     *[
-        (f"overview {key}", lambda _, key=key: f"/?range={key}", 26)
+        (f"overview {key}", lambda _, key=key: f"/?range={key}", 28)
         for key in ("24h", "7d", "30d", "all")
     ],
     ("explorer", lambda _: explorer(), 10),

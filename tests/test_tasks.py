@@ -13,6 +13,8 @@ from roundtable_sync.models import (
     SessionEvent,
     SessionTally,
     SessionTimeSource,
+    UserRisk,
+    UserRiskChange,
     WatchedUser,
 )
 from tests.fixtures_web import make_session
@@ -193,6 +195,20 @@ def test_dispatch_folds_tallies_even_without_key(api):
     assert list(SessionTally.objects.values_list("sessions", "compacted")) == [
         (2, True)
     ]
+
+
+def test_dispatch_refreshes_user_risk_even_without_key(api):
+    make_session("alice", "s1", timezone.now() - timedelta(hours=3), risk_score=10)
+
+    with override_settings(ROUNDTABLE_API_KEY=""):
+        tasks.dispatch_polls()
+    make_session("alice", "s2", timezone.now() - timedelta(hours=2), risk_score=90)
+    with override_settings(ROUNDTABLE_API_KEY=""):
+        tasks.dispatch_polls()
+
+    summary = UserRisk.objects.get(user_id="alice")
+    assert (summary.max_risk_score, summary.sessions) == (90, 2)
+    assert not UserRiskChange.objects.exists()
 
 
 def test_failing_session_does_not_block_events_queue(api):

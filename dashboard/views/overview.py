@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import charts
 from dashboard.filters import filter_value
+from dashboard.riskiest import riskiest_users
 from roundtable_sync.bands import Band, current_thresholds
 
 
@@ -67,7 +68,7 @@ def overview(request):
 
 def figures(since, now, thresholds):
     """Return the overview's figures for the range, keyed as the template reads them."""
-    riskiest = charts.riskiest_users(since, now, thresholds)
+    riskiest = riskiest_users(since, now, thresholds)
     newest_flagged = charts.newest_flagged_sessions(since, now, thresholds)
     pks = charts.watched_user_pks(
         [row["user_id"] for row in riskiest]
