@@ -25,10 +25,12 @@ from reviews.models import Decision, DecisionKind
 from roundtable_sync import tallies, user_risk
 from roundtable_sync.bands import current_thresholds
 from roundtable_sync.models import (
+    CheckDayTally,
     CheckTally,
     ScoreChange,
     Session,
     SessionCheck,
+    SessionDayTally,
     SessionEvent,
     SessionTally,
     WatchedUser,
@@ -153,9 +155,10 @@ def _recount_tallies():
     fifteen million rows the triggers appended during the bulk insert.
     """
     with connection.cursor() as cursor:
-        for model in (SessionTally, CheckTally):
+        for model in (SessionTally, CheckTally, SessionDayTally, CheckDayTally):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
     tallies.count_existing()
+    tallies.count_days()
 
 
 def _set_sqlite_journal(mode):

@@ -23,9 +23,11 @@ from dashboard.filters import DOCUMENTED_ACTIONS
 from roundtable_sync.bands import Band
 from roundtable_sync.checks import DOCUMENTED_CHECKS, ordered_check_keys
 from roundtable_sync.models import (
+    CheckDayTally,
     CheckTally,
     Session,
     SessionCheck,
+    SessionDayTally,
     SessionTally,
     WatchedUser,
 )
@@ -115,21 +117,47 @@ def _session_parts(coverage):
     if coverage.has_whole_units:
         parts.append(
             (
-                SessionTally.objects.filter(coverage.tally_q()),
+                SessionTally.objects.filter(coverage.hour_q()),
+                counter(Sum, "sessions"),
+            )
+        )
+    if coverage.has_whole_units and coverage.has_whole_days:
+        parts.append(
+            (
+                SessionDayTally.objects.filter(coverage.day_q()),
                 counter(Sum, "sessions"),
             )
         )
     return parts
 
 
+def _union(querysets):
+    """Combine the rows of ``querysets`` into one statement.
+
+    One statement reads one snapshot, also on SQLite, so a fold of the
+    tallies that runs meanwhile cannot count a session twice or not at all.
+    """
+    first, *rest = querysets
+    return first.union(*rest, all=True) if rest else first
+
+
 def _session_totals(coverage, conditions):
     """Count the sessions in range matching each condition (None: all)."""
     totals = dict.fromkeys(conditions, 0)
-    for queryset, count in _session_parts(coverage):
-        row = queryset.aggregate(
-            **{name: count(condition) for name, condition in conditions.items()}
-        )
-        for name, value in row.items():
+    # A constant column, so each part is one aggregate row without GROUP BY.
+    rows = _union(
+        [
+            queryset.annotate(part=Value(0))
+            .values_list("part")
+            .annotate(
+                **{name: count(condition) for name, condition in conditions.items()}
+            )
+            .order_by()
+            for queryset, count in _session_parts(coverage)
+        ]
+    )
+    for _, *values in rows:
+        for name, value in zip(conditions, values, strict=True):
             totals[name] += value or 0
     return totals
 
@@ -140,17 +168,19 @@ def _session_groups(coverage, *fields, condition=None, **expressions):
     ``expressions`` are annotations that ``fields`` may name. Returns a dict
     from the tuple of values to the count, without zero counts.
     """
-    counts = {}
-    for queryset, count in _session_parts(coverage):
-        rows = (
+    rows = _union(
+        [
             queryset.filter(condition or Q())
             .annotate(**expressions)
             .values_list(*fields)
             .annotate(count=count())
             .order_by()
-        )
-        for *key, value in rows:
-            counts[tuple(key)] = counts.get(tuple(key), 0) + value
+            for queryset, count in _session_parts(coverage)
+        ]
+    )
+    counts = {}
+    for *key, value in rows:
+        counts[tuple(key)] = counts.get(tuple(key), 0) + value
     return {key: value for key, value in counts.items() if value}
 
 
@@ -172,14 +202,33 @@ def session_counts(since, now, thresholds):
         },
     )
     return {
-        # The tallies count every stored session, future ones too, in far
-        # fewer rows than the session table (PostgreSQL's COUNT(*) reads them
-        # all).
-        "total": SessionTally.objects.aggregate(total=Sum("sessions"))["total"] or 0,
+        "total": _stored_sessions(),
         "last_24h": last_24h["n"],
         "last_7d": last_7d["n"],
         **in_range,
     }
+
+
+def _stored_sessions():
+    """Count every stored session, future ones too, from the tallies.
+
+    The tallies have far fewer rows than the session table, which
+    PostgreSQL's COUNT(*) reads in full.
+    """
+    unfolded = (
+        SessionTally.objects.filter(compacted=False)
+        .annotate(part=Value(0))
+        .values_list("part")
+        .annotate(total=Sum("sessions"))
+        .order_by()
+    )
+    days = (
+        SessionDayTally.objects.annotate(part=Value(0))
+        .values_list("part")
+        .annotate(total=Sum("sessions"))
+        .order_by()
+    )
+    return sum(total or 0 for _, total in _union([unfolded, days]))
 
 
 def band_labels(thresholds):
@@ -345,11 +394,14 @@ def check_rates(since, now):
     ]
     if coverage.has_whole_units:
         parts.append(
-            (CheckTally.objects.filter(coverage.tally_q()), counter(Sum, "reports"))
+            (CheckTally.objects.filter(coverage.hour_q()), counter(Sum, "reports"))
         )
-    by_key = {}
-    for queryset, count in parts:
-        rows = (
+    if coverage.has_whole_units and coverage.has_whole_days:
+        parts.append(
+            (CheckDayTally.objects.filter(coverage.day_q()), counter(Sum, "reports"))
+        )
+    rows = _union(
+        [
             queryset.values_list("group", "name")
             .annotate(
                 detected=count(Q(status=DETECTED)),
@@ -358,14 +410,17 @@ def check_rates(since, now):
                 reports=count(),
             )
             .order_by()
+            for queryset, count in parts
+        ]
+    )
+    by_key = {}
+    for group, name, *numbers in rows:
+        total = by_key.setdefault(
+            (group, name),
+            {"group": group, "name": name, **dict.fromkeys(CHECK_COUNTS, 0)},
         )
-        for group, name, *numbers in rows:
-            total = by_key.setdefault(
-                (group, name),
-                {"group": group, "name": name, **dict.fromkeys(CHECK_COUNTS, 0)},
-            )
-            for field, number in zip(CHECK_COUNTS, numbers, strict=True):
-                total[field] += number or 0
+        for field, number in zip(CHECK_COUNTS, numbers, strict=True):
+            total[field] += number or 0
     by_key = {key: row for key, row in by_key.items() if row["reports"]}
     return [_check_row(by_key[key]) for key in ordered_check_keys(set(by_key))]
 

@@ -59,6 +59,39 @@ class Coverage:
             condition &= Q(**{f"{field}__gte": self.first})
         return condition
 
+    @property
+    def first_day(self):
+        """The first whole UTC day inside the whole hours (None: the earliest)."""
+        return None if self.first is None else _ceiling(self.first, DAY)
+
+    @property
+    def end_day(self):
+        return _floor(self.end, DAY)
+
+    @property
+    def has_whole_days(self):
+        return self.first_day is None or self.first_day < self.end_day
+
+    def day_q(self):
+        """Filter the day tally rows of the whole days in range."""
+        condition = Q(day__lt=self.end_day)
+        if self.first_day is not None:
+            condition &= Q(day__gte=self.first_day)
+        return condition
+
+    def hour_q(self):
+        """Filter the hourly tally rows in range that no day row counts.
+
+        Those are the rows of the whole hours outside the whole days, and
+        the rows of the whole days that compact() has not folded yet.
+        """
+        if not self.has_whole_days:
+            return self.tally_q()
+        whole_days = Q(hour__lt=self.end_day)
+        if self.first_day is not None:
+            whole_days &= Q(hour__gte=self.first_day)
+        return self.tally_q() & (~whole_days | Q(compacted=False))
+
     def session_q(self, field="session_time"):
         """Filter the sessions of the range outside its whole units."""
         if not self.has_whole_units:

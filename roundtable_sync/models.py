@@ -278,6 +278,43 @@ class CheckTally(TallyBase):
         return f"{self.hour:%Y-%m-%d %H:00} {self.group}.{self.name}: {self.reports:+d}"
 
 
+class DayTallyBase(models.Model):
+    """The folded rows of one UTC day's hourly tallies, summed by key.
+
+    ``compact`` writes them in the transaction that folds the hours, so a
+    day's rows always equal the sum of its folded hourly rows.
+    """
+
+    day = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+        indexes = [models.Index(fields=["day"], name="%(class)s_day_idx")]
+
+
+class SessionDayTally(DayTallyBase):
+    """Sessions per day, risk score and recommended action."""
+
+    risk_score = models.SmallIntegerField(null=True)
+    recommended_action = models.TextField(null=True)
+    sessions = models.IntegerField()
+
+    def __str__(self):
+        return f"{self.day:%Y-%m-%d} {self.risk_score}: {self.sessions}"
+
+
+class CheckDayTally(DayTallyBase):
+    """Check results per day, check group, name and status."""
+
+    group = models.CharField(max_length=16, choices=CheckGroup.choices)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=255)
+    reports = models.IntegerField()
+
+    def __str__(self):
+        return f"{self.day:%Y-%m-%d} {self.group}.{self.name}: {self.reports}"
+
+
 class UserRiskBase(models.Model):
     """A user's sessions summed up, kept by roundtable_sync.user_risk.
 

@@ -18,6 +18,12 @@ key; the dispatcher queues it every minute while there is something to fold.
 Readers sum whatever rows there are, folded or not, so they never wait for
 it.
 
+For long ranges, ``SessionDayTally`` and ``CheckDayTally`` sum the folded
+rows of each UTC day, about a twentieth as many rows. ``compact`` rewrites
+the days of the hours it folds in the same transaction, so a reader adds
+the day rows and the unfolded hourly rows of a day and counts each session
+once.
+
 A check row counts in the hour of its session. Either table's trigger may
 fire first (Django's foreign keys are deferred, so a transaction may write
 checks before their session), so each side counts only what the other has
@@ -31,10 +37,16 @@ again.
 """
 
 import logging
+from datetime import timedelta
 
 from django.db import connection, transaction
 
-from roundtable_sync.models import CheckTally, SessionTally
+from roundtable_sync.models import (
+    CheckDayTally,
+    CheckTally,
+    SessionDayTally,
+    SessionTally,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +54,8 @@ SESSION_TABLE = "roundtable_sync_session"
 CHECK_TABLE = "roundtable_sync_sessioncheck"
 SESSION_TALLY = SessionTally._meta.db_table
 CHECK_TALLY = CheckTally._meta.db_table
+SESSION_DAY_TALLY = SessionDayTally._meta.db_table
+CHECK_DAY_TALLY = CheckDayTally._meta.db_table
 # Session columns whose change moves the session or its checks to other keys.
 COUNTED_SESSION_COLUMNS = ["session_time", "risk_score", "recommended_action"]
 COUNTED_CHECK_COLUMNS = ["session_id", '"group"', "name", "status"]
@@ -255,6 +269,32 @@ POSTGRES_BACKWARD = [
 ]
 
 
+# The day tallies' own truncate triggers, so that the migration that added
+# them left the hourly tallies' functions as they were.
+POSTGRES_DAY_FORWARD = [
+    _postgres_function(
+        f"{SESSION_DAY_TALLY}_truncate",
+        f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
+        f"DELETE FROM {SESSION_DAY_TALLY}; DELETE FROM {CHECK_DAY_TALLY};",
+    ),
+    f"""CREATE TRIGGER {SESSION_DAY_TALLY}_truncate AFTER TRUNCATE ON {SESSION_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION {SESSION_DAY_TALLY}_truncate()""",
+    _postgres_function(
+        f"{CHECK_DAY_TALLY}_truncate",
+        f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
+        f"DELETE FROM {CHECK_DAY_TALLY};",
+    ),
+    f"""CREATE TRIGGER {CHECK_DAY_TALLY}_truncate AFTER TRUNCATE ON {CHECK_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION {CHECK_DAY_TALLY}_truncate()""",
+]
+POSTGRES_DAY_BACKWARD = [
+    f"DROP TRIGGER {SESSION_DAY_TALLY}_truncate ON {SESSION_TABLE}",
+    f"DROP FUNCTION {SESSION_DAY_TALLY}_truncate()",
+    f"DROP TRIGGER {CHECK_DAY_TALLY}_truncate ON {CHECK_TABLE}",
+    f"DROP FUNCTION {CHECK_DAY_TALLY}_truncate()",
+]
+
+
 def _hour_expression(vendor):
     return _postgres_hour if vendor == "postgresql" else _sqlite_hour
 
@@ -287,10 +327,10 @@ def count_existing(db_connection=None):
         )
 
 
-# (model, key columns, count column) of each tally.
+# (model, day model, key columns besides the hour, count column) of each tally.
 _TALLIES = [
-    (SessionTally, ["hour", "risk_score", "recommended_action"], "sessions"),
-    (CheckTally, ["hour", '"group"', "name", "status"], "reports"),
+    (SessionTally, SessionDayTally, ["risk_score", "recommended_action"], "sessions"),
+    (CheckTally, CheckDayTally, ['"group"', "name", "status"], "reports"),
 ]
 
 
@@ -303,7 +343,7 @@ def compact():
     folded.
     """
     folded = set()
-    for model, keys, count in _TALLIES:
+    for model, day_model, keys, count in _TALLIES:
         # Rows appended from now on wait for the next run, so a steady stream
         # of polls cannot keep this loop going.
         last = model.objects.order_by("-pk").values_list("pk", flat=True).first()
@@ -317,7 +357,8 @@ def compact():
                 )
                 if not hours:
                     break
-                _fold(model._meta.db_table, keys, count, hours)
+                _fold(model._meta.db_table, ["hour", *keys], count, hours)
+                _sum_days(model, day_model, keys, count, hours)
             folded.update(hours)
     if folded:
         logger.info("Folded the tallies of %d hour(s)", len(folded))
@@ -358,7 +399,56 @@ def _fold(table, keys, count, hours):
         cursor.execute(f"DELETE FROM {table} WHERE {selected}", [*params, last])
 
 
+def _sum_days(model, day_model, keys, count, hours):
+    """Write the day rows of the days of ``hours`` again from the folded hours."""
+    days = sorted({hour.replace(hour=0) for hour in hours})
+    params = [connection.ops.adapt_datetimefield_value(day) for day in days]
+    bounds = []
+    for day in days:
+        bounds.append(connection.ops.adapt_datetimefield_value(day))
+        bounds.append(connection.ops.adapt_datetimefield_value(day + timedelta(days=1)))
+    columns = ", ".join(keys)
+    day_of = _day_expression(connection.vendor)
+    in_days = " OR ".join(["(hour >= %s AND hour < %s)"] * len(days))
+    placeholders = ", ".join(["%s"] * len(days))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {day_model._meta.db_table} WHERE day IN ({placeholders})",
+            params,
+        )
+        cursor.execute(
+            f"INSERT INTO {day_model._meta.db_table} (day, {columns}, {count}) "
+            f"SELECT {day_of('hour')}, {columns}, SUM({count}) "
+            f"FROM {model._meta.db_table} WHERE compacted = %s AND ({in_days}) "
+            f"GROUP BY {day_of('hour')}, {columns} HAVING SUM({count}) <> 0",
+            [True, *bounds],
+        )
+
+
+def count_days(db_connection=None):
+    """Sum every folded hour into day rows, for the migration and a bulk load.
+
+    The caller empties the day tallies first.
+    """
+    db_connection = db_connection or connection
+    day_of = _day_expression(db_connection.vendor)
+    with db_connection.cursor() as cursor:
+        for model, day_model, keys, count in _TALLIES:
+            columns = ", ".join(keys)
+            cursor.execute(
+                f"INSERT INTO {day_model._meta.db_table} (day, {columns}, {count}) "
+                f"SELECT {day_of('hour')}, {columns}, SUM({count}) "
+                f"FROM {model._meta.db_table} WHERE compacted = %s "
+                f"GROUP BY {day_of('hour')}, {columns} HAVING SUM({count}) <> 0",
+                [True],
+            )
+
+
+def _day_expression(vendor):
+    if vendor == "postgresql":
+        return lambda value: f"date_trunc('day', {value}, 'UTC')"
+    return lambda value: f"substr({value}, 1, 10) || ' 00:00:00'"
+
+
 def has_unfolded_rows():
-    return any(
-        model.objects.filter(compacted=False).exists() for model, _, _ in _TALLIES
-    )
+    return any(model.objects.filter(compacted=False).exists() for model, *_ in _TALLIES)

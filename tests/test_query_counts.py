@@ -209,7 +209,7 @@ EVERY_FILTER = {
 # unread alert count.
 PAGES = [
     *[
-        (f"overview {key}", lambda _, key=key: f"/?range={key}", 28)
+        (f"overview {key}", lambda _, key=key: f"/?range={key}", 24)
         for key in ("24h", "7d", "30d", "all")
     ],
     ("explorer", lambda _: explorer(), 10),

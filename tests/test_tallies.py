@@ -8,7 +8,14 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from roundtable_sync import tallies
-from roundtable_sync.models import CheckTally, Session, SessionCheck, SessionTally
+from roundtable_sync.models import (
+    CheckDayTally,
+    CheckTally,
+    Session,
+    SessionCheck,
+    SessionDayTally,
+    SessionTally,
+)
 from roundtable_sync.parsing import parse_session_list
 from roundtable_sync.store import store_sessions
 from tests import payloads
@@ -68,9 +75,29 @@ def recounted_checks():
     )
 
 
+def day_sums(model, keys, count):
+    """Return the stored day rows and the folded hourly rows summed by day."""
+    stored, expected = Counter(), Counter()
+    for row in model["days"].objects.all():
+        stored[(row.day, *(getattr(row, key) for key in keys))] += getattr(row, count)
+    for row in model["hours"].objects.filter(compacted=True):
+        key = (row.hour.replace(hour=0), *(getattr(row, key) for key in keys))
+        expected[key] += getattr(row, count)
+    return stored, +expected
+
+
 def assert_tallies_match():
     assert counted_sessions() == recounted_sessions()
     assert counted_checks() == recounted_checks()
+    # The day tallies sum the folded hours.
+    sessions = {"hours": SessionTally, "days": SessionDayTally}
+    stored, expected = day_sums(
+        sessions, ["risk_score", "recommended_action"], "sessions"
+    )
+    assert stored == expected
+    checks = {"hours": CheckTally, "days": CheckDayTally}
+    stored, expected = day_sums(checks, ["group", "name", "status"], "reports")
+    assert stored == expected
 
 
 @pytest.mark.django_db
@@ -222,6 +249,8 @@ def test_truncate_empties_tallies():
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
     store("alice", payloads.session("s1"))
+    tallies.compact()
+    assert SessionDayTally.objects.exists()
 
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -229,6 +258,8 @@ def test_truncate_empties_tallies():
 
     assert not SessionTally.objects.exists()
     assert not CheckTally.objects.exists()
+    assert not SessionDayTally.objects.exists()
+    assert not CheckDayTally.objects.exists()
 
 
 def test_migration_counts_stored_sessions(migration_data):

@@ -420,7 +420,7 @@ def test_query_count_bounded(
     # Created on first read by the banners, a cost only the first page view pays.
     AccountState.load()
 
-    with django_assert_max_num_queries(28):
+    with django_assert_max_num_queries(24):
         response = analyst_client.get(OVERVIEW, {"range": "all"})
 
     assert response.context["counts"]["total"] == sessions_count
