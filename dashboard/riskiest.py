@@ -39,25 +39,21 @@ def riskiest_users(since, now, thresholds):
     if since is None:
         return _all_time(now, changed, thresholds)
     coverage = Coverage.of(since, now, unit=DAY)
-    summed = list(
-        _from_summaries(
-            UserRiskDay.objects.filter(coverage.tally_q("day")).exclude(
-                user_id__in=changed
-            )
-        )
+    whole_days = UserRiskDay.objects.filter(coverage.tally_q("day")).exclude(
+        user_id__in=changed
     )
-    # Two parts in one statement, so that each can use its own index: the
-    # session time for the partial days, the user ID for the changed users.
     partial_days = Session.objects.filter(coverage.session_q()).exclude(
         user_id__in=changed
     )
     changed_users = Session.objects.filter(in_range, user_id__in=changed)
-    counted = list(
-        _from_sessions(partial_days, thresholds).union(
-            _from_sessions(changed_users, thresholds), all=True
-        )
+    # One statement, so a refresh that runs meanwhile cannot count a user
+    # twice or not at all, also on SQLite. Each part uses its own index.
+    rows = _from_summaries(whole_days).union(
+        _from_sessions(partial_days, thresholds),
+        _from_sessions(changed_users, thresholds),
+        all=True,
     )
-    return _ranked(_merged(summed + counted))
+    return _ranked(_merged(rows))
 
 
 def _all_time(now, changed, thresholds):
@@ -76,7 +72,8 @@ def _all_time(now, changed, thresholds):
     unsummarized = Session.objects.filter(session_time__lte=now).filter(
         Q(user_id__in=changed) | Q(user_id__in=later)
     )
-    return _ranked(_top(summarized) + _top(_from_sessions(unsummarized, thresholds)))
+    # The two parts list different users, so the database can rank them.
+    return _top(summarized.union(_from_sessions(unsummarized, thresholds), all=True))
 
 
 def _from_sessions(sessions, thresholds):
