@@ -3,10 +3,10 @@
 Each function runs at most a fixed number of queries, grouped and counted
 in the database. The selected range covers ``Session.session_time`` from ``since``
 (None for all time) to ``now`` inclusive, so a session dated in the future
-counts in none. Counts by score, action and check come from the hourly
-tallies for the whole hours of the range and from the sessions for the rest
-(dashboard.coverage), so they cost about the same whatever the number of
-stored sessions.
+counts in none. Counts by score, action and check come from the day
+tallies for the whole days of the range, the hourly tallies for its other
+whole hours and the sessions for the rest (dashboard.coverage), so they
+cost about the same whatever the number of stored sessions.
 """
 
 from contextlib import contextmanager

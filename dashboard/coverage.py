@@ -1,11 +1,13 @@
 """Split an overview range into whole summed units and the sessions around them.
 
 The overview counts sessions of a range from ``since`` (None for all time)
-to ``now`` inclusive. Whole UTC hours inside the range are read from the
-hourly tallies (roundtable_sync.tallies), and whole UTC days from the
-per-user summaries (roundtable_sync.user_risk). The part of a unit at either
-end is counted from the sessions themselves, which the session time index
-keeps cheap. The two parts never overlap, so their counts add up.
+to ``now`` inclusive. With hours as the unit, whole UTC days inside the
+range are read from the day tallies, the other whole UTC hours from the
+hourly tallies (roundtable_sync.tallies), and the part of an hour at either
+end from the sessions themselves, which the session time index keeps cheap.
+With days as the unit (the per-user summaries of roundtable_sync.user_risk),
+whole days come from the summaries and the rest from the sessions. The
+parts never overlap, so their counts add up.
 """
 
 from dataclasses import dataclass
@@ -83,14 +85,18 @@ class Coverage:
         """Filter the hourly tally rows in range that no day row counts.
 
         Those are the rows of the whole hours outside the whole days, and
-        the rows of the whole days that compact() has not folded yet.
+        the rows of the whole days that compact() has not folded yet. Each
+        is a range of the hour, so the database reads it from an index.
         """
         if not self.has_whole_days:
             return self.tally_q()
-        whole_days = Q(hour__lt=self.end_day)
-        if self.first_day is not None:
-            whole_days &= Q(hour__gte=self.first_day)
-        return self.tally_q() & (~whole_days | Q(compacted=False))
+        after_days = Q(hour__gte=self.end_day, hour__lt=self.end)
+        unfolded = Q(compacted=False, hour__lt=self.end_day)
+        if self.first_day is None:
+            return after_days | unfolded
+        before_days = Q(hour__gte=self.first, hour__lt=self.first_day)
+        unfolded &= Q(hour__gte=self.first_day)
+        return before_days | after_days | unfolded
 
     def session_q(self, field="session_time"):
         """Filter the sessions of the range outside its whole units."""

@@ -6,9 +6,18 @@ its whole UTC days plus their sessions in the partial days at either end.
 Users with a pending change, and every user while the summaries were counted
 at another review threshold, are read from their sessions. Both parts are
 exact, so the figure equals grouping every session of the range by user.
+
+Each ranking is one statement, so a refresh that runs meanwhile cannot count
+a user twice or not at all, also on SQLite, which reads each statement on
+its own. The database ranks, so ties go by its collation of user IDs, as
+everywhere else in the dashboard.
 """
 
-from django.db.models import Count, F, Max, Q, Sum
+from datetime import UTC
+
+from django.db import connection
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
+from django.utils.dateparse import parse_datetime
 
 from dashboard.coverage import DAY, Coverage
 from roundtable_sync.models import (
@@ -21,6 +30,7 @@ from roundtable_sync.models import (
 
 TOP_USERS = 10
 ROW_FIELDS = ["user_id", "max_score", "flagged", "sessions", "latest"]
+RANK_ORDER = [F("max_score").desc(nulls_last=True), "-flagged", "user_id"]
 
 
 def riskiest_users(since, now, thresholds):
@@ -34,46 +44,58 @@ def riskiest_users(since, now, thresholds):
         in_range &= Q(session_time__gte=since)
     state = UserRiskState.objects.first()
     if state is None or state.review != thresholds.review:
-        return _top(_from_sessions(Session.objects.filter(in_range), thresholds))
-    changed = UserRiskChange.objects.values("user_id")
+        sessions = Session.objects.filter(in_range)
+        return list(
+            _from_sessions(sessions, thresholds).order_by(*RANK_ORDER)[:TOP_USERS]
+        )
     if since is None:
-        return _all_time(now, changed, thresholds)
+        return _all_time(now, thresholds)
     coverage = Coverage.of(since, now, unit=DAY)
-    whole_days = UserRiskDay.objects.filter(coverage.tally_q("day")).exclude(
-        user_id__in=changed
+    whole_days = UserRiskDay.objects.filter(
+        coverage.tally_q("day"), ~_changed("user_id")
     )
-    partial_days = Session.objects.filter(coverage.session_q()).exclude(
-        user_id__in=changed
-    )
-    changed_users = Session.objects.filter(in_range, user_id__in=changed)
-    # One statement, so a refresh that runs meanwhile cannot count a user
-    # twice or not at all, also on SQLite. Each part uses its own index.
-    rows = _from_summaries(whole_days).union(
+    partial_days = Session.objects.filter(coverage.session_q(), ~_changed("user_id"))
+    changed_users = Session.objects.filter(in_range, _changed("user_id"))
+    parts = _from_summaries(whole_days).union(
         _from_sessions(partial_days, thresholds),
         _from_sessions(changed_users, thresholds),
         all=True,
     )
-    return _ranked(_merged(rows))
+    return _ranked_per_user(parts)
 
 
-def _all_time(now, changed, thresholds):
+def _all_time(now, thresholds):
     # A summary counts sessions dated after ``now`` too, so the users with
     # such a session are read from their sessions, like the changed ones.
-    later = UserRisk.objects.filter(latest_session_time__gt=now).values("user_id")
+    later = Q(latest_session_time__gt=now)
     summarized = (
-        UserRisk.objects.exclude(user_id__in=changed)
-        .filter(latest_session_time__lte=now)
-        .annotate(
-            max_score=F("max_risk_score"),
-            latest=F("latest_session_time"),
-        )
+        UserRisk.objects.filter(~later, ~_changed("user_id"))
+        .annotate(max_score=F("max_risk_score"), latest=F("latest_session_time"))
         .values(*ROW_FIELDS)
     )
-    unsummarized = Session.objects.filter(session_time__lte=now).filter(
-        Q(user_id__in=changed) | Q(user_id__in=later)
+    changed = Session.objects.filter(session_time__lte=now).filter(_changed("user_id"))
+    with_later = Session.objects.filter(
+        Exists(UserRisk.objects.filter(later, user_id=OuterRef("user_id"))),
+        ~_changed("user_id"),
+        session_time__lte=now,
     )
-    # The two parts list different users, so the database can rank them.
-    return _top(summarized.union(_from_sessions(unsummarized, thresholds), all=True))
+    # The parts list different users, so the database can rank their union.
+    parts = summarized.union(
+        _from_sessions(changed, thresholds),
+        _from_sessions(with_later, thresholds),
+        all=True,
+    )
+    return list(parts.order_by(*RANK_ORDER)[:TOP_USERS])
+
+
+def _changed(field):
+    """Select the rows of users with a pending change.
+
+    EXISTS, not IN, so PostgreSQL plans an anti-join for its negation even
+    when many changes are pending (after a purge, or while the worker is
+    stopped).
+    """
+    return Exists(UserRiskChange.objects.filter(user_id=OuterRef(field)))
 
 
 def _from_sessions(sessions, thresholds):
@@ -94,37 +116,34 @@ def _from_summaries(summaries):
     )
 
 
-def _top(rows):
-    """Rank the rows of a query in the database and return the first TOP_USERS."""
-    return list(
-        rows.order_by(F("max_score").desc(nulls_last=True), "-flagged", "user_id")[
-            :TOP_USERS
-        ]
-    )
+def _ranked_per_user(parts):
+    """Combine the rows of each user in ``parts`` and rank them in SQL.
 
-
-def _rank_key(row):
-    # The database's order: no score last. Both databases compare user IDs
-    # by code point (SQLite's BINARY collation, C.UTF-8 on PostgreSQL).
-    score = row["max_score"]
-    return (score is None, -(score or 0), -row["flagged"], row["user_id"])
-
-
-def _ranked(rows):
-    return sorted(rows, key=_rank_key)[:TOP_USERS]
-
-
-def _merged(rows):
-    """Combine the rows of each user into one."""
-    by_user = {}
+    Django cannot group the rows of a union, so the outer query is written
+    here around the union's SQL.
+    """
+    sql, params = parts.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, MAX(max_score) AS max_score, SUM(flagged) AS flagged, "
+            "SUM(sessions) AS sessions, MAX(latest) AS latest "
+            f"FROM ({sql}) AS parts GROUP BY user_id "
+            "ORDER BY max_score DESC NULLS LAST, flagged DESC, user_id "
+            f"LIMIT {TOP_USERS}",
+            params,
+        )
+        columns = [column[0] for column in cursor.description]
+        rows = [dict(zip(columns, values, strict=True)) for values in cursor]
     for row in rows:
-        seen = by_user.get(row["user_id"])
-        if seen is None:
-            by_user[row["user_id"]] = dict(row)
-            continue
-        scores = [s for s in (seen["max_score"], row["max_score"]) if s is not None]
-        seen["max_score"] = max(scores, default=None)
-        seen["flagged"] += row["flagged"]
-        seen["sessions"] += row["sessions"]
-        seen["latest"] = max(seen["latest"], row["latest"])
-    return list(by_user.values())
+        row["latest"] = _aware(row["latest"])
+        # PostgreSQL sums bigint counts to numeric.
+        row["flagged"] = int(row["flagged"])
+        row["sessions"] = int(row["sessions"])
+    return rows
+
+
+def _aware(value):
+    if isinstance(value, str):
+        # SQLite returns the stored UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        value = parse_datetime(value).replace(tzinfo=UTC)
+    return value

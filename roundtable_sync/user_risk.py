@@ -22,6 +22,10 @@ change. ``UserRiskState`` holds the threshold the summaries were counted
 with, and ``refresh`` recounts everything when it differs from the current
 one. Until then readers ignore the summaries.
 
+NOTE: the flagged count also depends on ``bands.FLAGGED_ACTIONS``, which
+the state does not record. A release that changes those actions must
+delete the state row in a migration, so that the next refresh recounts.
+
 NOTE: a migration that makes Django rebuild the session table on SQLite
 drops the triggers, so it must create them again.
 """
@@ -62,10 +66,11 @@ def _changed(differs):
 
 
 # Without a state row nothing reads the summaries and the next refresh
-# recounts every user, so the SQLite triggers append nothing then. This also
-# keeps Django's flush, which deletes the tables one by one, from leaving
-# rows behind. SQLite runs one writer at a time, so no refresh can create
-# the state row while a trigger runs.
+# recounts every user, so the SQLite triggers append nothing then. SQLite
+# runs one writer at a time, so no refresh can create the state row while a
+# trigger runs. Rows that Django's flush leaves behind, when it deletes the
+# sessions before the state, only make the next refresh recount users that
+# have no sessions left.
 _SQLITE_COUNTED = f"EXISTS (SELECT 1 FROM {USER_RISK_STATE})"
 
 SQLITE_FORWARD = [
@@ -158,10 +163,12 @@ def refresh():
     recounted, or None after a full count.
     """
     review = current_thresholds().review
-    state = UserRiskState.objects.first()
-    if state is None or state.review != review:
-        count_all(review)
-        return None
+    with transaction.atomic():
+        _lock()
+        state = UserRiskState.objects.first()
+        if state is None or state.review != review:
+            count_all(review)
+            return None
     # Rows appended from now on wait for the next run, so a steady stream
     # of polls cannot keep this loop going.
     last = UserRiskChange.objects.order_by("-pk").values_list("pk", flat=True).first()
@@ -169,6 +176,10 @@ def refresh():
     while last is not None:
         with transaction.atomic():
             _lock()
+            # Another worker may have counted everyone at a newer threshold
+            # since, and this batch would mix the two.
+            if not UserRiskState.objects.filter(review=state.review).exists():
+                break
             user_ids = list(
                 UserRiskChange.objects.filter(pk__lte=last)
                 .order_by()

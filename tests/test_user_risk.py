@@ -178,6 +178,22 @@ def test_riskiest_users_rank_ties_by_user_id():
 
 
 @pytest.mark.django_db
+def test_riskiest_users_skip_future_sessions():
+    make_session("early", "s-past", NOW - timedelta(days=2), risk_score=90)
+    make_session("early", "s-next", NOW + timedelta(hours=1), risk_score=100)
+    make_session("plain", "s-plain", NOW - timedelta(days=1), risk_score=80)
+    user_risk.count_all(THRESHOLDS.review)
+
+    rows = riskiest_users(None, NOW, THRESHOLDS)
+
+    assert [(row["user_id"], row["max_score"]) for row in rows] == [
+        ("early", 90),
+        ("plain", 80),
+    ]
+    assert rows[0]["sessions"] == 1
+
+
+@pytest.mark.django_db
 def test_count_all_sums_each_user_and_day():
     populate(random.Random(3))
 
@@ -227,6 +243,28 @@ def test_refresh_counts_all_without_state():
 
     assert not user_risk.needs_refresh(review)
     assert stored_summaries() == expected_summaries(review)
+
+
+@pytest.mark.django_db
+def test_refresh_stops_after_count_at_new_review(monkeypatch):
+    make_session("alice", "s1", NOW, risk_score=10)
+    user_risk.count_all(THRESHOLDS.review)
+    make_session("alice", "s2", NOW, risk_score=60)
+    lock = user_risk._lock
+    calls = []
+
+    def lock_after_another_count():
+        calls.append(1)
+        if len(calls) == 2:
+            # Another worker has counted everyone at a new threshold.
+            UserRiskState.objects.update(review=65)
+        lock()
+
+    monkeypatch.setattr(user_risk, "_lock", lock_after_another_count)
+
+    assert user_risk.refresh() == 0
+
+    assert UserRiskChange.objects.exists()
 
 
 @pytest.mark.django_db
@@ -290,23 +328,33 @@ def test_truncate_empties_summaries():
 @pytest.mark.postgres
 @pytest.mark.process
 @pytest.mark.django_db(transaction=True)
-def test_refresh_keeps_changes_a_poll_has_not_committed(migration_data):
+def test_refresh_sees_polls_committed_meanwhile(migration_data, monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
     make_session("alice", "s1", NOW, risk_score=10)
     user_risk.count_all(THRESHOLDS.review)
-    make_session("alice", "s2", NOW, risk_score=20)
+    delete_changes = user_risk._delete_changes
     with psycopg.connect(database_url()) as writer:
-        # A poll has rescored a session and not committed.
+        # A poll rescores a session before the refresh starts and commits
+        # while it runs, right before the changes are removed. Its change
+        # is older than the newest one the refresh sees, so removing the
+        # changes after the recount would drop it uncounted.
         writer.execute(
             "UPDATE roundtable_sync_session SET risk_score = 80 WHERE session_id = 's1'"
         )
+        make_session("alice", "s2", NOW, risk_score=20)
 
+        def commit_then_delete(*args):
+            writer.commit()
+            delete_changes(*args)
+
+        monkeypatch.setattr(user_risk, "_delete_changes", commit_then_delete)
         user_risk.refresh()
-        writer.commit()
+        monkeypatch.setattr(user_risk, "_delete_changes", delete_changes)
 
-    assert UserRisk.objects.get().max_risk_score == 20
-    assert UserRiskChange.objects.exists()
+    summary = UserRisk.objects.get()
+    pending = UserRiskChange.objects.exists()
+    assert summary.max_risk_score == 80 or pending
     user_risk.refresh()
     assert UserRisk.objects.get().max_risk_score == 80
 

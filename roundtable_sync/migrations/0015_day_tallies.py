@@ -1,4 +1,8 @@
-"""Day sums of the hourly tallies; see roundtable_sync/tallies.py."""
+"""Day sums of the hourly tallies; see roundtable_sync/tallies.py.
+
+NOTE: stop the workers first. Hours that a worker of the older code folds
+after this migration get no day sum, and the overview would miss them.
+"""
 
 from django.db import migrations, models
 
