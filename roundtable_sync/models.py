@@ -262,6 +262,21 @@ class SessionTally(TallyBase):
     recommended_action = models.TextField(null=True)
     sessions = models.IntegerField()
 
+    class Meta:
+        indexes = [
+            # The daily series sums every hour of its range by score, so it
+            # reads this index alone.
+            models.Index(
+                fields=["hour", "risk_score", "sessions"],
+                name="sessiontally_hour_score_idx",
+            ),
+            models.Index(
+                fields=["hour"],
+                condition=models.Q(compacted=False),
+                name="sessiontally_unfolded_idx",
+            ),
+        ]
+
     def __str__(self):
         return f"{self.hour:%Y-%m-%d %H:00} {self.risk_score}: {self.sessions:+d}"
 

@@ -1,16 +1,24 @@
-"""SQLite query plans of the explorer's page query.
+"""SQLite query plans of the explorer's page query and the overview's figures.
 
 A plan that reads every session in a range and sorts them costs seconds over
 a million sessions, while these tests run on a few rows, so they check the
 plan instead of the time.
 """
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 
+from dashboard import charts
 from dashboard.filters import SessionFilterForm
+from dashboard.riskiest import riskiest_users
 from dashboard.views.sessions import TABLE_FIELDS, Ordering
+from roundtable_sync import tallies, user_risk
+from roundtable_sync.bands import Thresholds
 from roundtable_sync.models import Session
 from tests.fixtures_web import NOW, make_session
 
@@ -45,3 +53,57 @@ def test_score_filter_walks_time_index():
 
     assert "TEMP B-TREE" not in plan
     assert "risk_sc" not in plan
+
+
+def query_plans(figure):
+    """Return the SQLite plan of each query that ``figure()`` runs."""
+    if connection.vendor != "sqlite":
+        pytest.skip("checks SQLite plans")
+    with CaptureQueriesContext(connection) as captured:
+        figure()
+    plans = []
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+            plans.append("\n".join(row[3] for row in cursor.fetchall()))
+    return plans
+
+
+def test_all_time_riskiest_reads_changed_users_only():
+    thresholds = Thresholds(review=50, block=70)
+    make_session("u", "s1", NOW - timedelta(days=3))
+    user_risk.count_all(thresholds.review)
+    make_session("v", "s2", NOW - timedelta(days=2))
+
+    *_, ranking = query_plans(lambda: riskiest_users(None, NOW, thresholds))
+
+    # Both session parts seek each listed user, instead of testing every
+    # session in turn.
+    assert ranking.count("(user_id=? AND session_time<?)") == 2
+    assert not re.search(r"SCAN roundtable_sync_session\b", ranking)
+
+
+def test_day_sums_add_hours_from_index():
+    make_session("u", "s1", NOW - timedelta(days=3))
+    tallies.compact()
+    thresholds = Thresholds(review=50, block=70)
+
+    (histogram,) = query_plans(
+        lambda: charts.score_histogram(NOW - timedelta(days=30), NOW, thresholds)
+    )
+
+    # The hours before and after the whole days, and the unfolded hours in
+    # them, each as its own index range.
+    assert "MULTI-INDEX OR" in histogram
+    assert "SCAN roundtable_sync_sessiontally" not in histogram
+    assert "SCAN roundtable_sync_sessiondaytally" not in histogram
+
+
+def test_daily_series_reads_covering_index():
+    make_session("u", "s1", NOW - timedelta(days=3))
+    tallies.compact()
+    thresholds = Thresholds(review=50, block=70)
+
+    plans = query_plans(lambda: charts.risk_over_time(None, NOW, thresholds))
+
+    assert any("COVERING INDEX sessiontally_hour_score_idx" in plan for plan in plans)
