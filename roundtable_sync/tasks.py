@@ -41,7 +41,7 @@ DISPATCH_SCHEDULE_NAME = "roundtable: dispatch polls"
 
 
 def dispatch_polls():
-    """Queue one poll per due user and tag, then one events task.
+    """Queue one poll per due user and tag, then the events and upkeep tasks.
 
     Runs every minute and returns the number of polls queued.
     """
@@ -49,12 +49,15 @@ def dispatch_polls():
     account.record_heartbeat(now)
     release_dead_claims(now)
     release_dead_claims(now, model=WatchedTag)
-    # Before the checks below: sessions change without polls too (erasure,
-    # retention), and the overview reads every unfolded row.
-    if tallies.has_unfolded_rows():
-        async_task(compact_tallies, group="tallies")
-    if user_risk.needs_refresh(current_thresholds().review):
-        async_task(refresh_user_risk, group="user-risk")
+    queued = _queue_polls(now)
+    # After the polls, so that they take the free workers first. Also
+    # without a key or during a pause: erasure and retention change sessions
+    # without polls.
+    _queue_upkeep()
+    return queued
+
+
+def _queue_polls(now):
     if not settings.ROUNDTABLE_API_KEY:
         logger.error("ROUNDTABLE_API_KEY is not set: no user was polled")
         return 0
@@ -90,6 +93,14 @@ def dispatch_polls():
     ):
         async_task(fetch_events, group="events")
     return queued
+
+
+def _queue_upkeep():
+    """Queue the folding of the overview's tallies and summaries, if due."""
+    if tallies.has_unfolded_rows():
+        async_task(compact_tallies, group="tallies")
+    if user_risk.needs_refresh(current_thresholds().review):
+        async_task(refresh_user_risk, group="user-risk")
 
 
 def compact_tallies():

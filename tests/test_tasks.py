@@ -184,6 +184,22 @@ def test_dispatch_without_key_polls_nobody(api):
     assert api.requests == []
 
 
+def test_dispatch_queues_upkeep_after_polls(api, monkeypatch):
+    WatchedUser.objects.create(user_id="alice", next_poll_at=timezone.now())
+    make_session("bob", "s1", timezone.now() - timedelta(hours=3), risk_score=10)
+    queued = []
+    monkeypatch.setattr(
+        tasks, "async_task", lambda function, *args, **kwargs: queued.append(function)
+    )
+
+    tasks.dispatch_polls()
+
+    # The polls take the free workers before the slower upkeep.
+    assert queued[0] is tasks.poll_user
+    assert tasks.compact_tallies in queued
+    assert tasks.refresh_user_risk in queued
+
+
 def test_dispatch_folds_tallies_even_without_key(api):
     make_session("alice", "s1", timezone.now() - timedelta(hours=3), risk_score=10)
     make_session("alice", "s2", timezone.now() - timedelta(hours=3), risk_score=10)
