@@ -8,8 +8,8 @@ at another review threshold, are read from their sessions. Both parts are
 exact, so the figure equals grouping every session of the range by user.
 
 Each ranking is one statement, so a refresh that runs meanwhile cannot count
-a user twice or not at all, also on SQLite, which reads each statement on
-its own. The database ranks, so ties go by its collation of user IDs, as
+a user twice or not at all, also on SQLite, where each autocommit statement
+reads its own snapshot. The database ranks, so ties go by its collation of user IDs, as
 everywhere else in the dashboard.
 """
 
@@ -42,19 +42,36 @@ def riskiest_users(since, now, thresholds):
     in_range = Q(session_time__lte=now)
     if since is not None:
         in_range &= Q(session_time__gte=since)
-    state = UserRiskState.objects.first()
-    if state is None or state.review != thresholds.review:
-        sessions = Session.objects.filter(in_range)
-        return list(
-            _from_sessions(sessions, thresholds).order_by(*RANK_ORDER)[:TOP_USERS]
-        )
+    if not _summaries_counted_at(thresholds):
+        return _from_sessions_only(in_range, thresholds)
     if since is None:
-        return _all_time(now, thresholds)
+        rows = _all_time(now, thresholds)
+    else:
+        rows = _in_range(since, now, in_range, thresholds)
+    # A full count at another threshold may have committed in between, and
+    # the ranking would then mix flagged counts of two thresholds.
+    if not _summaries_counted_at(thresholds):
+        return _from_sessions_only(in_range, thresholds)
+    return rows
+
+
+def _summaries_counted_at(thresholds):
+    return UserRiskState.objects.filter(review=thresholds.review).exists()
+
+
+def _from_sessions_only(in_range, thresholds):
+    sessions = Session.objects.filter(in_range)
+    return list(_from_sessions(sessions, thresholds).order_by(*RANK_ORDER)[:TOP_USERS])
+
+
+def _in_range(since, now, in_range, thresholds):
     coverage = Coverage.of(since, now, unit=DAY)
     whole_days = UserRiskDay.objects.filter(
-        coverage.tally_q("day"), ~_changed("user_id")
+        coverage.tally_q("day"), ~_has_pending_change("user_id")
     )
-    partial_days = Session.objects.filter(coverage.session_q(), ~_changed("user_id"))
+    partial_days = Session.objects.filter(
+        coverage.session_q(), ~_has_pending_change("user_id")
+    )
     changed_users = Session.objects.filter(in_range, user_id__in=_changed_users())
     parts = _from_summaries(whole_days).union(
         _from_sessions(partial_days, thresholds),
@@ -69,7 +86,7 @@ def _all_time(now, thresholds):
     # such a session are read from their sessions, like the changed ones.
     later = Q(latest_session_time__gt=now)
     summarized = (
-        UserRisk.objects.filter(~later, ~_changed("user_id"))
+        UserRisk.objects.filter(~later, ~_has_pending_change("user_id"))
         .annotate(max_score=F("max_risk_score"), latest=F("latest_session_time"))
         .values(*ROW_FIELDS)
     )
@@ -77,7 +94,7 @@ def _all_time(now, thresholds):
         session_time__lte=now, user_id__in=_changed_users()
     )
     with_later = Session.objects.filter(
-        ~_changed("user_id"),
+        ~_has_pending_change("user_id"),
         session_time__lte=now,
         user_id__in=UserRisk.objects.filter(later).values("user_id"),
     )
@@ -90,7 +107,7 @@ def _all_time(now, thresholds):
     return list(parts.order_by(*RANK_ORDER)[:TOP_USERS])
 
 
-def _changed(field):
+def _has_pending_change(field):
     """Select the rows of users with a pending change, to exclude them.
 
     NOT EXISTS, not NOT IN, so PostgreSQL plans an anti-join even when many

@@ -49,12 +49,13 @@ def dispatch_polls():
     account.record_heartbeat(now)
     release_dead_claims(now)
     release_dead_claims(now, model=WatchedTag)
-    queued = _queue_polls(now)
-    # After the polls, so that they take the free workers first. Also
-    # without a key or during a pause: erasure and retention change sessions
-    # without polls.
-    _queue_upkeep()
-    return queued
+    try:
+        return _queue_polls(now)
+    finally:
+        # After the polls, so that they take the free workers first. Also
+        # without a key, during a pause and after a failed claim: erasure
+        # and retention change sessions without polls.
+        _queue_upkeep()
 
 
 def _queue_polls(now):

@@ -75,11 +75,26 @@ def test_all_time_riskiest_reads_changed_users_only():
     user_risk.count_all(thresholds.review)
     make_session("v", "s2", NOW - timedelta(days=2))
 
-    *_, ranking = query_plans(lambda: riskiest_users(None, NOW, thresholds))
+    _, ranking, _ = query_plans(lambda: riskiest_users(None, NOW, thresholds))
 
     # Both session parts seek each listed user, instead of testing every
     # session in turn.
     assert ranking.count("(user_id=? AND session_time<?)") == 2
+    assert not re.search(r"SCAN roundtable_sync_session\b", ranking)
+
+
+def test_range_riskiest_reads_changed_users_only():
+    thresholds = Thresholds(review=50, block=70)
+    make_session("u", "s1", NOW - timedelta(days=3))
+    user_risk.count_all(thresholds.review)
+    make_session("v", "s2", NOW - timedelta(days=2))
+    since = NOW - timedelta(days=30)
+
+    _, ranking, _ = query_plans(lambda: riskiest_users(since, NOW, thresholds))
+
+    # The changed users' sessions are sought by user; only the partial days
+    # are read by time.
+    assert "(user_id=? AND session_time>? AND session_time<?)" in ranking
     assert not re.search(r"SCAN roundtable_sync_session\b", ranking)
 
 
