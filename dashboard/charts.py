@@ -141,18 +141,28 @@ def _union(querysets):
     return first.union(*rest, all=True) if rest else first
 
 
+def _one_row(queryset, **aggregates):
+    """Aggregate ``queryset`` into one row that a union can combine.
+
+    The row starts with a constant column, so there is no GROUP BY.
+    """
+    return (
+        queryset.annotate(part=Value(0))
+        .values_list("part")
+        .annotate(**aggregates)
+        .order_by()
+    )
+
+
 def _session_totals(coverage, conditions):
     """Count the sessions in range matching each condition (None: all)."""
     totals = dict.fromkeys(conditions, 0)
-    # A constant column, so each part is one aggregate row without GROUP BY.
     rows = _union(
         [
-            queryset.annotate(part=Value(0))
-            .values_list("part")
-            .annotate(
-                **{name: count(condition) for name, condition in conditions.items()}
+            _one_row(
+                queryset,
+                **{name: count(condition) for name, condition in conditions.items()},
             )
-            .order_by()
             for queryset, count in _session_parts(coverage)
         ]
     )
@@ -215,19 +225,10 @@ def _stored_sessions():
     The tallies have far fewer rows than the session table, which
     PostgreSQL's COUNT(*) reads in full.
     """
-    unfolded = (
-        SessionTally.objects.filter(compacted=False)
-        .annotate(part=Value(0))
-        .values_list("part")
-        .annotate(total=Sum("sessions"))
-        .order_by()
+    unfolded = _one_row(
+        SessionTally.objects.filter(compacted=False), total=Sum("sessions")
     )
-    days = (
-        SessionDayTally.objects.annotate(part=Value(0))
-        .values_list("part")
-        .annotate(total=Sum("sessions"))
-        .order_by()
-    )
+    days = _one_row(SessionDayTally.objects.all(), total=Sum("sessions"))
     return sum(total or 0 for _, total in _union([unfolded, days]))
 
 

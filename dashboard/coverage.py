@@ -2,10 +2,10 @@
 
 The overview counts sessions of a range from ``since`` (None for all time)
 to ``now`` inclusive. With hours as the unit, whole UTC days inside the
-range are read from the day tallies, the other whole UTC hours from the
-hourly tallies (roundtable_sync.tallies), and the part of an hour at either
-end from the sessions themselves, which the session time index keeps cheap.
-With days as the unit (the per-user summaries of roundtable_sync.user_risk),
+range are read from the day tallies and the other whole UTC hours from the
+hourly tallies (roundtable_sync.tallies). The part of an hour at either end
+is read from the sessions themselves, which the session time index keeps
+cheap. With days as the unit (the per-user summaries of roundtable_sync.user_risk),
 whole days come from the summaries and the rest from the sessions. The
 parts never overlap, so their counts add up.
 """

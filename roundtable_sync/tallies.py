@@ -187,7 +187,7 @@ SQLITE_BACKWARD = [
 ]
 
 
-def _postgres_function(name, body):
+def postgres_function(name, body):
     return f"""CREATE FUNCTION {name}() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -222,7 +222,7 @@ _PG_CHECK_BODY = f"""
         END IF;"""
 
 POSTGRES_FORWARD = [
-    _postgres_function(f"{SESSION_TALLY}_row", _PG_SESSION_BODY),
+    postgres_function(f"{SESSION_TALLY}_row", _PG_SESSION_BODY),
     f"""CREATE TRIGGER {SESSION_TALLY}_row
     AFTER INSERT OR DELETE ON {SESSION_TABLE}
     FOR EACH ROW EXECUTE FUNCTION {SESSION_TALLY}_row()""",
@@ -233,7 +233,7 @@ POSTGRES_FORWARD = [
     FOR EACH ROW
     WHEN ({_changed(COUNTED_SESSION_COLUMNS, "IS DISTINCT FROM")})
     EXECUTE FUNCTION {SESSION_TALLY}_row()""",
-    _postgres_function(f"{CHECK_TALLY}_row", _PG_CHECK_BODY),
+    postgres_function(f"{CHECK_TALLY}_row", _PG_CHECK_BODY),
     f"""CREATE TRIGGER {CHECK_TALLY}_row
     AFTER INSERT OR DELETE OR UPDATE OF {", ".join(COUNTED_CHECK_COLUMNS)}
     ON {CHECK_TABLE} FOR EACH ROW EXECUTE FUNCTION {CHECK_TALLY}_row()""",
@@ -242,14 +242,14 @@ POSTGRES_FORWARD = [
     # PostgreSQL raises an error on truncating a table that statement uses.
     # The lock waits for a running compact(), whose folded rows this DELETE
     # would not see otherwise.
-    _postgres_function(
+    postgres_function(
         f"{SESSION_TALLY}_truncate",
         f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
         f"DELETE FROM {SESSION_TALLY}; DELETE FROM {CHECK_TALLY};",
     ),
     f"""CREATE TRIGGER {SESSION_TALLY}_truncate AFTER TRUNCATE ON {SESSION_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION {SESSION_TALLY}_truncate()""",
-    _postgres_function(
+    postgres_function(
         f"{CHECK_TALLY}_truncate",
         f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); DELETE FROM {CHECK_TALLY};",
     ),
@@ -272,14 +272,14 @@ POSTGRES_BACKWARD = [
 # The day tallies' own truncate triggers, so that the migration that added
 # them left the hourly tallies' functions as they were.
 POSTGRES_DAY_FORWARD = [
-    _postgres_function(
+    postgres_function(
         f"{SESSION_DAY_TALLY}_truncate",
         f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
         f"DELETE FROM {SESSION_DAY_TALLY}; DELETE FROM {CHECK_DAY_TALLY};",
     ),
     f"""CREATE TRIGGER {SESSION_DAY_TALLY}_truncate AFTER TRUNCATE ON {SESSION_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION {SESSION_DAY_TALLY}_truncate()""",
-    _postgres_function(
+    postgres_function(
         f"{CHECK_DAY_TALLY}_truncate",
         f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
         f"DELETE FROM {CHECK_DAY_TALLY};",
@@ -408,7 +408,7 @@ def _sum_days(model, day_model, keys, count, hours):
         bounds.append(connection.ops.adapt_datetimefield_value(day))
         bounds.append(connection.ops.adapt_datetimefield_value(day + timedelta(days=1)))
     columns = ", ".join(keys)
-    day_of = _day_expression(connection.vendor)
+    day_of = day_expression(connection.vendor)
     in_days = " OR ".join(["(hour >= %s AND hour < %s)"] * len(days))
     placeholders = ", ".join(["%s"] * len(days))
     with connection.cursor() as cursor:
@@ -431,7 +431,7 @@ def count_days(db_connection=None):
     The caller empties the day tallies first.
     """
     db_connection = db_connection or connection
-    day_of = _day_expression(db_connection.vendor)
+    day_of = day_expression(db_connection.vendor)
     with db_connection.cursor() as cursor:
         for model, day_model, keys, count in _TALLIES:
             columns = ", ".join(keys)
@@ -444,7 +444,8 @@ def count_days(db_connection=None):
             )
 
 
-def _day_expression(vendor):
+def day_expression(vendor):
+    """Return a function making the SQL of the UTC day that a datetime falls in."""
     if vendor == "postgresql":
         return lambda value: f"date_trunc('day', {value}, 'UTC')"
     return lambda value: f"substr({value}, 1, 10) || ' 00:00:00'"

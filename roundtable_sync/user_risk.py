@@ -18,7 +18,7 @@ unsummarized and read that user's sessions instead, so the figure is exact
 before the refresh too.
 
 The flagged count depends on the review threshold, which analysts can
-change. ``UserRiskState`` holds the threshold the summaries were counted
+change. ``UserRiskState`` contains the threshold the summaries were counted
 with, and ``refresh`` recounts everything when it differs from the current
 one. Until then readers ignore the summaries.
 
@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from roundtable_sync.bands import FLAGGED_ACTIONS, current_thresholds
 from roundtable_sync.models import UserRisk, UserRiskChange, UserRiskDay, UserRiskState
+from roundtable_sync.tallies import day_expression, postgres_function
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +103,15 @@ SQLITE_BACKWARD = [
 # see the state row of a count that has not committed yet, so skipping
 # would lose the changes made while that count runs.
 POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION {USER_RISK_CHANGE}_row() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    postgres_function(
+        f"{USER_RISK_CHANGE}_row",
+        f"""IF TG_OP IN ('INSERT', 'UPDATE') THEN
             {_MARK_NEW};
         END IF;
         IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.user_id <> NEW.user_id) THEN
             {_MARK_OLD};
-        END IF;
-        RETURN NULL;
-    END
-    $$""",
+        END IF;""",
+    ),
     f"""CREATE TRIGGER {USER_RISK_CHANGE}_row
     AFTER INSERT OR DELETE ON {SESSION_TABLE}
     FOR EACH ROW EXECUTE FUNCTION {USER_RISK_CHANGE}_row()""",
@@ -125,16 +123,12 @@ POSTGRES_FORWARD = [
     EXECUTE FUNCTION {USER_RISK_CHANGE}_row()""",
     # TRUNCATE fires no row triggers. DELETE, not TRUNCATE, because Django's
     # flush truncates the summaries in the same statement as the sessions.
-    f"""CREATE FUNCTION {USER_RISK_CHANGE}_truncate() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK});
-        DELETE FROM {USER_RISK};
-        DELETE FROM {USER_RISK_DAY};
-        DELETE FROM {USER_RISK_CHANGE};
-        RETURN NULL;
-    END
-    $$""",
+    postgres_function(
+        f"{USER_RISK_CHANGE}_truncate",
+        f"PERFORM pg_advisory_xact_lock({_POSTGRES_LOCK}); "
+        f"DELETE FROM {USER_RISK}; DELETE FROM {USER_RISK_DAY}; "
+        f"DELETE FROM {USER_RISK_CHANGE};",
+    ),
     f"""CREATE TRIGGER {USER_RISK_CHANGE}_truncate AFTER TRUNCATE ON {SESSION_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION {USER_RISK_CHANGE}_truncate()""",
 ]
@@ -189,7 +183,7 @@ def refresh():
             if not user_ids:
                 break
             # Before the recount: on PostgreSQL each statement reads what
-            # has committed when it starts, so the recount sees at least
+            # has committed when it starts, so the recount reads at least
             # the sessions of every change this removes.
             _delete_changes(user_ids, last)
             # At the state's threshold even if another took effect since:
@@ -236,14 +230,6 @@ def _delete_changes(user_ids, last):
         )
 
 
-def _day(value):
-    if connection.vendor == "postgresql":
-        return f"date_trunc('day', {value}, 'UTC')"
-    # Django stores an aware datetime on SQLite as UTC text,
-    # "YYYY-MM-DD HH:MM:SS[.ffffff]".
-    return f"substr({value}, 1, 10) || ' 00:00:00'"
-
-
 def _recount(review, user_ids):
     """Replace the summaries of ``user_ids`` (None: every user) with counts."""
     where, params = "", []
@@ -252,16 +238,17 @@ def _recount(review, user_ids):
         where, params = f"WHERE user_id IN ({placeholders})", list(user_ids)
     flagged_actions = ", ".join(["%s"] * len(FLAGGED_ACTIONS))
     summed = "max_risk_score, sessions, flagged, latest_session_time"
+    day_of = day_expression(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {USER_RISK_DAY} {where}", params)
         cursor.execute(f"DELETE FROM {USER_RISK} {where}", params)
         cursor.execute(
             f"INSERT INTO {USER_RISK_DAY} (user_id, day, {summed}) "
-            f"SELECT user_id, {_day('session_time')}, MAX(risk_score), COUNT(*), "
+            f"SELECT user_id, {day_of('session_time')}, MAX(risk_score), COUNT(*), "
             f"SUM(CASE WHEN risk_score >= %s OR recommended_action IN "
             f"({flagged_actions}) THEN 1 ELSE 0 END), MAX(session_time) "
             f"FROM {SESSION_TABLE} {where} "
-            f"GROUP BY user_id, {_day('session_time')}",
+            f"GROUP BY user_id, {day_of('session_time')}",
             [review, *FLAGGED_ACTIONS, *params],
         )
         cursor.execute(
