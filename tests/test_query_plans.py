@@ -14,6 +14,7 @@ from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
 from dashboard import charts
+from dashboard.check_counts import check_counts
 from dashboard.filters import SessionFilterForm
 from dashboard.riskiest import riskiest_users
 from dashboard.views.sessions import TABLE_FIELDS, Ordering
@@ -122,3 +123,13 @@ def test_daily_series_reads_covering_index():
     plans = query_plans(lambda: charts.risk_over_time(None, NOW, thresholds))
 
     assert any("COVERING INDEX sessiontally_hour_score_idx" in plan for plan in plans)
+
+
+def test_check_counts_seek_user_index():
+    make_session("u", "s1", NOW)
+    make_session("v", "s2", NOW)
+
+    (plan,) = query_plans(lambda: check_counts("u"))
+
+    assert "USING INDEX roundtable__user_id" in plan
+    assert "sessioncheck" not in plan

@@ -430,6 +430,31 @@ def test_first_detection_is_earliest_detected(analyst_client, active_user):
     assertContains(response, "2026-02-28 12:00:00 UTC")
 
 
+def test_check_counts_include_unindexed_checks(analyst_client, active_user):
+    # Too long for the check table, so only the session's JSON holds it.
+    long_name = "x" * 300
+    store("user-active", "s1", NOW, device_checks={long_name: "Detected"})
+
+    response = analyst_client.get(detail_url(active_user))
+
+    row = check_row(response, long_name)
+    assert row["detected"] == 1
+    assert row["total"] == 1
+    assert row["first_detected_at"] == NOW
+
+
+def test_check_counts_other_statuses(analyst_client, active_user):
+    store("user-active", "s1", NOW, device_checks={"vpn": "Odd"})
+    store("user-active", "s2", NOW, device_checks={"vpn": "Stranger"})
+
+    response = analyst_client.get(detail_url(active_user))
+
+    vpn = check_row(response, "vpn")
+    assert vpn["other"] == 2
+    assert vpn["total"] == 2
+    assert vpn["first_detected_at"] is None
+
+
 def test_check_counts_empty(analyst_client, active_user):
     response = analyst_client.get(detail_url(active_user))
 

@@ -4,22 +4,20 @@ from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Min, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.charts import band_labels
+from dashboard.check_counts import check_counts
 from dashboard.filters import SessionFilterForm
 from dashboard.views.sessions import TABLE_FIELDS, session_table
 from roundtable_sync.account import active_pause
 from roundtable_sync.bands import current_thresholds
-from roundtable_sync.checks import ordered_check_keys
 from roundtable_sync.models import (
     CoverageGap,
     PollRecord,
     Session,
-    SessionCheck,
     WatchedUser,
 )
 from roundtable_sync.scoring_changes import scoring_changes_between
@@ -107,36 +105,6 @@ def _scoring_change_markers(rows):
         }
         for change in scoring_changes_between(first, last)
     ]
-
-
-def check_counts(user_id):
-    """Return per-check status counts and first detection time of one user.
-
-    One grouped query over the user's check results; documented checks come
-    first in Roundtable's order.
-    """
-    detected = Q(status="Detected")
-    rows = (
-        SessionCheck.objects.filter(session__user_id=user_id)
-        .values("group", "name")
-        .annotate(
-            detected=Count("pk", filter=detected),
-            not_detected=Count("pk", filter=Q(status="Not detected")),
-            unknown=Count("pk", filter=Q(status="Unknown")),
-            total=Count("pk"),
-            first_detected_at=Min("session__session_time", filter=detected),
-        )
-        .order_by()
-    )
-    by_key = {(row["group"], row["name"]): row for row in rows}
-    ordered = []
-    for key in ordered_check_keys(by_key):
-        row = by_key[key]
-        row["other"] = (
-            row["total"] - row["detected"] - row["not_detected"] - row["unknown"]
-        )
-        ordered.append(row)
-    return ordered
 
 
 @login_required

@@ -1,0 +1,86 @@
+"""Per-check status counts of one user, for the user page.
+
+The counts come from the ``checks`` JSON of the user's sessions rather than
+the SessionCheck table. The session table's user index finds those sessions
+on every database and under any planner settings. A join with the check
+table let PostgreSQL, with its default random_page_cost, choose a full scan
+of all check rows for a user with a few thousand sessions. The JSON also
+contains the checks whose name or status is too long for the check table.
+"""
+
+from datetime import UTC
+
+from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from roundtable_sync.checks import ordered_check_keys
+from roundtable_sync.models import Session
+
+# One row per (group, name, status): its sessions and the earliest of them.
+# Session.checks is {"biometric": {name: status}, "device": {name: status}}.
+_STATUS_COUNTS_SQL = {
+    "sqlite": """
+        SELECT grp.key, chk.key, chk.value, COUNT(*), MIN(s.session_time)
+        FROM {session} s, json_each(s.checks) grp, json_each(grp.value) chk
+        WHERE s.user_id = %s AND grp.type = 'object'
+        GROUP BY grp.key, chk.key, chk.value
+    """,
+    "postgresql": """
+        SELECT grp.key, chk.key, chk.value, COUNT(*), MIN(s.session_time)
+        FROM {session} s
+        CROSS JOIN LATERAL jsonb_each(s.checks) grp
+        CROSS JOIN LATERAL jsonb_each_text(
+            CASE WHEN jsonb_typeof(grp.value) = 'object' THEN grp.value END
+        ) chk
+        WHERE s.user_id = %s
+        GROUP BY grp.key, chk.key, chk.value
+    """,
+}
+
+# The count column of each documented status. Any other status counts as "other".
+_STATUS_COLUMNS = {
+    "Detected": "detected",
+    "Not detected": "not_detected",
+    "Unknown": "unknown",
+}
+
+
+def check_counts(user_id):
+    """Return per-check status counts and first detection time of one user.
+
+    Each row contains the group, name, a count per status column, the total and
+    ``first_detected_at``. Documented checks come first in Roundtable's order.
+    """
+    by_key = {}
+    for group, name, status, sessions, earliest in _status_counts(user_id):
+        row = by_key.setdefault((group, name), _empty_row(group, name))
+        row[_STATUS_COLUMNS.get(status, "other")] += sessions
+        row["total"] += sessions
+        if status == "Detected":
+            row["first_detected_at"] = _as_datetime(earliest)
+    return [by_key[key] for key in ordered_check_keys(by_key)]
+
+
+def _status_counts(user_id):
+    sql = _STATUS_COUNTS_SQL[connection.vendor].format(
+        session=connection.ops.quote_name(Session._meta.db_table)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id])
+        return cursor.fetchall()
+
+
+def _empty_row(group, name):
+    row = {"group": group, "name": name, "total": 0, "first_detected_at": None}
+    row.update(dict.fromkeys([*_STATUS_COLUMNS.values(), "other"], 0))
+    return row
+
+
+def _as_datetime(value):
+    # SQLite returns the stored text, which Django writes in UTC.
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if timezone.is_naive(value):
+            value = value.replace(tzinfo=UTC)
+    return value
