@@ -86,6 +86,19 @@ class HasTagContaining(HasTag):
         return sql, (*lhs_params, *rhs_params)
 
 
+def search_q(text):
+    """Return the exact condition of a free-text search for ``text``.
+
+    It matches part of a session ID, user ID, explanation or tag, ignoring case.
+    """
+    return (
+        Q(session_id__icontains=text)
+        | Q(user_id__icontains=text)
+        | Q(risk_explanation__icontains=text)
+        | Q(HasTagContaining(F("tags"), text))
+    )
+
+
 class DayOrTimeField(forms.CharField):
     """A whole day (YYYY-MM-DD) or an instant (YYYY-MM-DDTHH:MM[:SS]).
 
@@ -272,8 +285,11 @@ class SessionFilterForm(forms.Form):
             messages.append(f'{label} "{value}" is invalid: {" ".join(errors)}')
         return messages
 
-    def filter(self, sessions):
-        """Return ``sessions`` narrowed by every valid filter."""
+    def filter(self, sessions, *, search=True):
+        """Return ``sessions`` narrowed by every valid filter.
+
+        With ``search=False`` the free-text search is left out.
+        """
         self.is_valid()
         data = self.cleaned_data
         thresholds = current_thresholds()
@@ -297,9 +313,15 @@ class SessionFilterForm(forms.Form):
             sessions = sessions.filter(HasTag(F("tags"), data["tag"]))
         sessions = self._filter_check(sessions, data)
         sessions = self._filter_time(sessions, data)
-        if data.get("q"):
+        if search and data.get("q"):
             sessions = sessions.filter(self._text_q(data["q"]))
         return sessions
+
+    @property
+    def search_text(self):
+        """The valid free-text search, or "" without one."""
+        self.is_valid()
+        return self.cleaned_data.get("q") or ""
 
     def _filter_check(self, sessions, data):
         # EXISTS rather than a join, so a session with several matching checks
@@ -335,12 +357,7 @@ class SessionFilterForm(forms.Form):
         return sessions
 
     def _text_q(self, text):
-        matches = (
-            Q(session_id__icontains=text)
-            | Q(user_id__icontains=text)
-            | Q(risk_explanation__icontains=text)
-            | Q(HasTagContaining(F("tags"), text))
-        )
+        matches = search_q(text)
         if not can_prefilter(text, connection.vendor):
             # NOTE: a search of one or two characters on SQLite, or one with a
             # quote, backslash or control character on PostgreSQL, scans every

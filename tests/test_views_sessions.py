@@ -13,6 +13,7 @@ from pytest_django.asserts import assertContains, assertNotContains, assertRedir
 
 from dashboard.views import sessions as sessions_view
 from roundtable_sync.models import SessionTimeSource, WatchedUser
+from roundtable_sync.search import FTS_TABLE
 from tests.fixtures_web import (  # noqa: F401
     NOW,
     analyst_client_fixture,
@@ -497,6 +498,80 @@ def test_score_cursor_rejects_time_value(analyst_client, small_pages, tied_sessi
     response = analyst_client.get(list_url(f"sort=score&after={cursor}"))
 
     assertContains(response, "Page cursor")
+
+
+# Free-text search pages
+
+
+@pytest.fixture(name="searched_sessions")
+def searched_sessions_fixture():
+    """Eleven tied sessions (see tied_sessions); the tagged ones match "checkout"."""
+    scores = [10, None, 50, 10, None, 90, 50, 10, 70, None, 90]
+    tagged = {1, 2, 4, 8, 9, 10}
+    for index, score in enumerate(scores):
+        make_session(
+            f"user-{index % 3}",
+            f"s{index:02d}",
+            NOW - timedelta(hours=index // 4),
+            risk_score=score,
+            tags=["checkout-flow"] if index in tagged else ["login"],
+        )
+    matching = {f"s{index:02d}" for index in tagged}
+    return scores, matching
+
+
+@pytest.mark.parametrize("window", [1, 4, 100])
+@pytest.mark.parametrize("sort", ["-time", "score", "-score", "user"])
+def test_search_pages_visit_every_match_once(
+    analyst_client, small_pages, monkeypatch, searched_sessions, window, sort
+):
+    # A window of 1 never fills a page, 4 sometimes and 100 always.
+    monkeypatch.setattr(sessions_view, "SEARCH_WINDOW", window)
+    scores, matching = searched_sessions
+    expected = [s for s in expected_order(scores, sort) if s in matching]
+
+    forward = walk(analyst_client, list_url(f"q=checkout&sort={sort}"), "next_url")
+    backward = walk(
+        analyst_client, list_url(f"q=checkout&sort={sort}&last=1"), "previous_url"
+    )
+
+    assert [s for page in forward for s in page] == expected
+    assert [s for page in reversed(backward) for s in page] == expected
+
+
+def test_search_window_keeps_other_filters(analyst_client, small_pages, monkeypatch):
+    monkeypatch.setattr(sessions_view, "SEARCH_WINDOW", 4)
+    for index in range(8):
+        make_session(
+            "alice" if index % 2 else "bob",
+            f"s{index}",
+            NOW - timedelta(minutes=index),
+            tags=["checkout-flow"],
+        )
+
+    response = analyst_client.get(list_url("q=checkout&user=alice"))
+
+    assert row_ids(response) == ["s1", "s3", "s5"]
+
+
+def page_queries(client, url):
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_common_term_skips_search_index(analyst_client, small_pages):
+    if connection.vendor != "sqlite":
+        pytest.skip("the window is SQLite's")
+    for index in range(5):
+        make_session("u", f"s{index}", NOW, tags=["checkout-flow"])
+    make_session("u", "rare", NOW - timedelta(days=1), tags=["refund"])
+
+    common = page_queries(analyst_client, list_url("q=checkout"))
+    rare = page_queries(analyst_client, list_url("q=refund"))
+
+    assert not any(FTS_TABLE in sql for sql in common)
+    assert sum(FTS_TABLE in sql for sql in rare) == 1
 
 
 # Query count

@@ -11,15 +11,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.decorators import login_required
+from django.db import connection
 from django.db.models import F, Q
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from dashboard.filters import SessionFilterForm
+from dashboard.filters import SessionFilterForm, search_q
 from roundtable_sync.bands import current_thresholds
 from roundtable_sync.models import Session, WatchedUser
+from roundtable_sync.search import can_prefilter
 
 PAGE_SIZE = 50
+# A free-text search on SQLite first looks for its page among this many
+# sessions in page order, because SQLite cannot estimate how many sessions
+# the FTS5 index matches and always reads every match first. At a million
+# sessions a term in a quarter of them takes most of a second that way.
+SEARCH_WINDOW = 2000
 
 # Only the columns the table shows, because the raw payload is large.
 TABLE_FIELDS = [
@@ -185,11 +192,12 @@ class SessionTable:
     restart_url: str | None = None
 
 
-def session_table(request, sessions, form, *, show_user=True):
-    """Return the page of ``sessions`` that the request's sort and cursor select.
+def session_table(request, form, *, show_user=True):
+    """Return one page of the sessions that ``form`` selects, in the request's order.
 
-    ``sessions`` is already filtered by ``form``. Runs two queries: the page
-    and the watched users among its user IDs.
+    Runs two queries: the page and the watched users among its user IDs. A
+    free-text search on SQLite may run a second page query (see
+    ``_first_rows``).
     """
     errors = []
     sort_param = request.GET.get("sort") or DEFAULT_SORT
@@ -202,7 +210,7 @@ def session_table(request, sessions, form, *, show_user=True):
         )
         ordering = Ordering.parse(DEFAULT_SORT)
 
-    rows, has_previous, has_next = _page(request.GET, sessions, ordering, errors)
+    rows, has_previous, has_next = _page(request.GET, form, ordering, errors)
     _annotate_rows(rows)
 
     def link(**cursor):
@@ -238,26 +246,45 @@ def session_table(request, sessions, form, *, show_user=True):
     )
 
 
-def _page(params, sessions, ordering, errors):
+def _page(params, form, ordering, errors):
     """Return (rows, has_previous, has_next) for the request's cursor."""
     backwards = "before" in params or "last" in params
     query_ordering = ordering.reversed() if backwards else ordering
     cursor = params.get("before") if backwards else params.get("after")
-    page = sessions.order_by(*query_ordering.order_by())
+    after = Q()
     if cursor:
         try:
-            page = page.filter(query_ordering.after(*ordering.decode_cursor(cursor)))
+            after = query_ordering.after(*ordering.decode_cursor(cursor))
         except InvalidCursorError:
             errors.append(f'Page cursor "{cursor}" is invalid. Showing the first page.')
-            return _page({}, sessions, ordering, errors)
+            return _page({}, form, ordering, errors)
 
-    rows = list(page[: PAGE_SIZE + 1])
+    rows = _first_rows(form, query_ordering, after, PAGE_SIZE + 1)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     if backwards:
         rows.reverse()
         return rows, more, bool(cursor)
     return rows, bool(cursor), more
+
+
+def _first_rows(form, ordering, after, count):
+    """Return the first ``count`` sessions that ``form`` selects after a cursor."""
+    sessions = Session.objects.only(*TABLE_FIELDS)
+    order_by = ordering.order_by()
+    text = form.search_text
+    if text and connection.vendor == "sqlite" and can_prefilter(text, "sqlite"):
+        # Look among the next SEARCH_WINDOW sessions first. The page is final
+        # when it fills up there, because later sessions come after it.
+        window = form.filter(sessions, search=False).filter(after).order_by(*order_by)
+        rows = list(
+            sessions.filter(pk__in=window.values("pk")[:SEARCH_WINDOW])
+            .filter(search_q(text))
+            .order_by(*order_by)[:count]
+        )
+        if len(rows) == count:
+            return rows
+    return list(form.filter(sessions).filter(after).order_by(*order_by)[:count])
 
 
 def _annotate_rows(rows):
@@ -293,9 +320,8 @@ def _sort_headers(form, ordering, show_user):
 @require_GET
 def session_list(request):
     form = SessionFilterForm(request.GET)
-    sessions = form.filter(Session.objects.only(*TABLE_FIELDS))
     context = {
         "form": form,
-        "table": session_table(request, sessions, form),
+        "table": session_table(request, form),
     }
     return render(request, "dashboard/session_list.html", context)

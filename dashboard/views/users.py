@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.charts import band_labels
 from dashboard.check_counts import check_counts
 from dashboard.filters import SessionFilterForm
-from dashboard.views.sessions import TABLE_FIELDS, session_table
+from dashboard.views.sessions import session_table
 from roundtable_sync.account import active_pause
 from roundtable_sync.bands import current_thresholds
 from roundtable_sync.models import (
@@ -37,9 +37,7 @@ def user_detail(request, pk):
     watched = get_object_or_404(WatchedUser.objects.select_related("added_by"), pk=pk)
     sessions = Session.objects.filter(user_id=watched.user_id)
     form = SessionFilterForm(request.GET, user_id=watched.user_id)
-    table = session_table(
-        request, form.filter(Session.objects.only(*TABLE_FIELDS)), form, show_user=False
-    )
+    table = session_table(request, form, show_user=False)
     context = {
         "watched": watched,
         "polls": PollRecord.objects.filter(user_id=watched.user_id)[
