@@ -5,9 +5,13 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.http import QueryDict
 from django.template import Context, Template
+from django.template.loader import render_to_string
+from django.test import RequestFactory
 from django.utils import timezone
 
+from dashboard.filters import SessionFilterForm
 from dashboard.templatetags import risk
 from reviews.models import Decision, DecisionKind
 
@@ -140,3 +144,19 @@ def test_time_element_honours_localtime_off():
 
 def test_time_element_of_none_is_empty():
     assert render("{% load datetimes %}{% time_element None %}") == ""
+
+
+# The session filters' labels
+
+
+@pytest.mark.parametrize("user_id", [None, "alice"])
+def test_session_filter_labels_match_label_tag(user_id):
+    form = SessionFilterForm(QueryDict(""), user_id=user_id)
+    request = RequestFactory().get("/sessions/")
+
+    html = render_to_string(
+        "dashboard/_session_filters.html", {"form": form, "request": request}
+    )
+
+    for field in form:
+        assert str(field.label_tag()) in html, field.name
