@@ -122,12 +122,14 @@ DATABASES = {
     )
 }
 _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
-# An SQLite connection uses no server resources, and opening one cost a
-# worker about 4 ms a task (bench/fetch.py, profiled with py-spy), so SQLite
-# connections are kept for a minute by default.
-DATABASES["default"]["CONN_MAX_AGE"] = env_int(
-    "DATABASE_CONN_MAX_AGE", 60 if _SQLITE else 0, minimum=0
-)
+# Connections are kept for a minute by default. Otherwise a worker, the task
+# broker and the result monitor each open one per task, which costs about
+# 4 ms on SQLite (bench/fetch.py, profiled with py-spy) and starts a new
+# server process on PostgreSQL. Django keeps one connection per thread.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+# A kept connection that the server closed (say on a restart) is replaced at
+# the start of the next request or task instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if _SQLITE:
     # The web server and the worker write at the same time. WAL lets readers
     # run beside one writer, IMMEDIATE takes the write lock when a transaction
