@@ -455,6 +455,16 @@ def test_check_counts_other_statuses(analyst_client, active_user):
     assert vpn["first_detected_at"] is None
 
 
+def test_check_counts_skip_malformed_group(analyst_client, active_user):
+    checks = {"biometric": "not a map", "device": {"vpn": "Detected"}}
+    make_session("user-active", "s1", NOW, checks=checks)
+
+    response = analyst_client.get(detail_url(active_user))
+
+    names = [row["name"] for row in response.context["check_counts"]]
+    assert names == ["vpn"]
+
+
 def test_check_counts_empty(analyst_client, active_user):
     response = analyst_client.get(detail_url(active_user))
 
