@@ -285,17 +285,17 @@ class SessionFilterForm(forms.Form):
             messages.append(f'{label} "{value}" is invalid: {" ".join(errors)}')
         return messages
 
-    def filter(self, sessions, *, search=True):
+    def filter(self, sessions, *, search_index=True):
         """Return ``sessions`` narrowed by every valid filter.
 
-        With ``search=False`` the free-text search is left out.
+        With ``search_index=False`` the free-text search tests each session
+        without narrowing them through the search index first.
         """
         self.is_valid()
         data = self.cleaned_data
         thresholds = current_thresholds()
-        user_id = self.fixed_user_id or data.get("user")
-        if user_id:
-            sessions = sessions.filter(user_id=user_id)
+        if self.user_id:
+            sessions = sessions.filter(user_id=self.user_id)
         sessions, score = _score_field(sessions)
         if data.get("score_min") is not None:
             sessions = sessions.filter(**{f"{score}__gte": data["score_min"]})
@@ -313,9 +313,18 @@ class SessionFilterForm(forms.Form):
             sessions = sessions.filter(HasTag(F("tags"), data["tag"]))
         sessions = self._filter_check(sessions, data)
         sessions = self._filter_time(sessions, data)
-        if search and data.get("q"):
-            sessions = sessions.filter(self._text_q(data["q"]))
+        if data.get("q"):
+            text = data["q"]
+            sessions = sessions.filter(
+                self._text_q(text) if search_index else search_q(text)
+            )
         return sessions
+
+    @property
+    def user_id(self):
+        """The user ID whose sessions the filters select, or None for all users."""
+        self.is_valid()
+        return self.fixed_user_id or self.cleaned_data.get("user") or None
 
     @property
     def search_text(self):

@@ -560,9 +560,10 @@ def page_queries(client, url):
     return [query["sql"] for query in captured.captured_queries]
 
 
-def test_common_term_skips_search_index(analyst_client, small_pages):
+def test_common_term_skips_search_index(analyst_client, small_pages, monkeypatch):
     if connection.vendor != "sqlite":
         pytest.skip("the window is SQLite's")
+    monkeypatch.setattr(sessions_view, "SEARCH_WINDOW", 5)
     for index in range(5):
         make_session("u", f"s{index}", NOW, tags=["checkout-flow"])
     make_session("u", "rare", NOW - timedelta(days=1), tags=["refund"])
@@ -572,6 +573,32 @@ def test_common_term_skips_search_index(analyst_client, small_pages):
 
     assert not any(FTS_TABLE in sql for sql in common)
     assert sum(FTS_TABLE in sql for sql in rare) == 1
+
+
+def test_short_window_skips_search_index(analyst_client, small_pages):
+    if connection.vendor != "sqlite":
+        pytest.skip("the window is SQLite's")
+    make_session("u", "rare", NOW, tags=["refund"])
+    make_session("u", "other", NOW, tags=["login"])
+
+    queries = page_queries(analyst_client, list_url("q=refund"))
+
+    assert not any(FTS_TABLE in sql for sql in queries)
+
+
+def test_search_window_ignores_row_filters(analyst_client):
+    if connection.vendor != "sqlite":
+        pytest.skip("the window is SQLite's")
+    make_session("u", "s1", NOW, tags=["checkout-flow"])
+
+    queries = page_queries(analyst_client, list_url("q=checkout&tag=checkout-flow"))
+
+    # The window subquery comes last in the page query's WHERE clause. It
+    # reads the time index alone, not each session's tags.
+    page = next(sql for sql in queries if " IN (SELECT" in sql)
+    window = page[page.index(" IN (SELECT") :]
+    assert "json_each" not in window
+    assert "roundtable_sync_session_search" not in window
 
 
 # Query count

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from dashboard.filters import SessionFilterForm, search_q
+from dashboard.filters import SessionFilterForm
 from roundtable_sync.bands import current_thresholds
 from roundtable_sync.models import Session, WatchedUser
 from roundtable_sync.search import can_prefilter
@@ -198,8 +198,7 @@ def session_table(request, form, *, show_user=True):
     """Return one page of the sessions that ``form`` selects, in the request's order.
 
     Runs two queries: the page and the watched users among its user IDs. A
-    free-text search on SQLite may run a second page query (see
-    ``_first_rows``).
+    free-text search on SQLite may run up to two more (see ``_first_rows``).
     """
     errors = []
     sort_param = request.GET.get("sort") or DEFAULT_SORT
@@ -276,17 +275,32 @@ def _first_rows(form, ordering, after, count):
     order_by = ordering.order_by()
     text = form.search_text
     if text and connection.vendor == "sqlite" and can_prefilter(text, "sqlite"):
-        # Look among the next SEARCH_WINDOW sessions first. The page is final
-        # when it fills up there, because later sessions come after it.
-        window = form.filter(sessions, search=False).filter(after).order_by(*order_by)
-        rows = list(
-            sessions.filter(pk__in=window.values("pk")[:SEARCH_WINDOW])
-            .filter(search_q(text))
-            .order_by(*order_by)[:count]
-        )
-        if len(rows) == count:
+        rows = _first_rows_in_window(form, sessions, order_by, after, count)
+        if rows is not None:
             return rows
     return list(form.filter(sessions).filter(after).order_by(*order_by)[:count])
+
+
+def _first_rows_in_window(form, sessions, order_by, after, count):
+    """Return the page from the next SEARCH_WINDOW sessions, or None if unsure.
+
+    The window contains the sessions after the cursor in page order, narrowed
+    only by the user, which an index serves for every sort. Every other
+    filter, tested row by row, applies to the window's rows alone. If the
+    page fills up there, or the window contains every session left, later
+    sessions cannot belong on the page.
+    """
+    window = sessions.filter(after)
+    if form.user_id:
+        window = window.filter(user_id=form.user_id)
+    window = window.order_by(*order_by).values("pk")
+    matching = form.filter(sessions, search_index=False).filter(
+        pk__in=window[:SEARCH_WINDOW]
+    )
+    rows = list(matching.order_by(*order_by)[:count])
+    if len(rows) == count or not window[SEARCH_WINDOW - 1 : SEARCH_WINDOW].exists():
+        return rows
+    return None
 
 
 def _annotate_rows(rows):
