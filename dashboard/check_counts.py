@@ -1,11 +1,11 @@
 """Per-check status counts of one user, for the user page.
 
 The counts come from the ``checks`` JSON of the user's sessions rather than
-the SessionCheck table. The session table's user index finds those sessions
-on both databases, whatever the planner's cost settings. A join with the check
-table let PostgreSQL, with its default random_page_cost, choose a full scan
-of all check rows for a user with a few thousand sessions. The JSON also
-contains the checks whose name or status is too long for the check table.
+the SessionCheck table, so the query reads only the user's sessions, which
+the session table's user index finds. A join with the check table let
+PostgreSQL, with its default random_page_cost, choose a full scan of all
+check rows for a user with a few thousand sessions. The JSON also contains
+the checks whose name or status is too long for the check table.
 """
 
 from datetime import UTC
@@ -19,10 +19,10 @@ from roundtable_sync.models import CheckGroup, Session
 
 # One row per (group, name, status): its sessions and the earliest of them.
 # Session.checks is {"biometric": {name: status}, "device": {name: status}}.
-# Each group is expanded on its own: PostgreSQL estimates 100 rows for every
-# call of a set-returning function, so nesting two calls made it estimate
-# 10,000 checks a session and spend most of a second compiling the query
-# with JIT for a user with a few thousand sessions.
+# Each group is expanded on its own. PostgreSQL estimates 100 rows for every
+# call of a set-returning function, so two nested calls made it estimate
+# 10,000 checks a session. For a user with a few thousand sessions it then
+# spent most of a second compiling the query with JIT.
 _STATUS_COUNTS_SQL = {
     "sqlite": """
         SELECT grp.name, chk.key, chk.value, COUNT(*), MIN(s.session_time)
@@ -72,12 +72,10 @@ def check_counts(user_id):
 def _status_counts(user_id):
     sql = _STATUS_COUNTS_SQL[connection.vendor].format(
         session=connection.ops.quote_name(Session._meta.db_table),
-        groups=" UNION ALL ".join(
-            f"SELECT '{group}' AS name" for group in CheckGroup.values
-        ),
+        groups=" UNION ALL ".join(["SELECT %s AS name"] * len(CheckGroup.values)),
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id])
+        cursor.execute(sql, [*CheckGroup.values, user_id])
         return cursor.fetchall()
 
 
