@@ -184,3 +184,36 @@ def test_broker_url_selects_redis_broker():
     )
 
     assert result.stdout.strip() == "['redis']", result.stderr
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    ["sqlite:///db.sqlite3", "postgres://user@127.0.0.1:5432/name"],
+)
+def test_connections_kept_on_every_database(database_url):
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "database = settings.DATABASES['default']; "
+        "print(database['CONN_MAX_AGE'], database['CONN_HEALTH_CHECKS'])"
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DATABASE_")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="dashboard.settings",
+        DJANGO_DEBUG="1",
+        DATABASE_URL=database_url,
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == "60 True", result.stderr
