@@ -53,11 +53,13 @@ _STATUS_COLUMNS = {
 }
 
 
-def check_counts(user_id):
+def check_counts(user_id, session_count):
     """Return per-check status counts and first detection time of one user.
 
-    Each row contains the group, name, a count per status column, the total and
-    ``first_detected_at``. Documented checks come first in Roundtable's order.
+    Each row contains the group, name, a count per status column, the total,
+    ``not_reported`` (those of the user's ``session_count`` sessions that
+    came without the check) and ``first_detected_at``. Documented checks come
+    first in Roundtable's order.
     """
     by_key = {}
     for group, name, status, sessions, earliest in _status_counts(user_id):
@@ -66,6 +68,10 @@ def check_counts(user_id):
         row["total"] += sessions
         if status == "Detected":
             row["first_detected_at"] = _as_datetime(earliest)
+    for row in by_key.values():
+        # A poll may store a session between the view's count and this
+        # query, so a check's total can exceed the count.
+        row["not_reported"] = max(session_count - row["total"], 0)
     return [by_key[key] for key in ordered_check_keys(by_key)]
 
 

@@ -431,7 +431,7 @@ def test_first_detection_is_earliest_detected(analyst_client, active_user):
 
 
 def test_check_counts_include_unindexed_checks(analyst_client, active_user):
-    # Too long for the check table, so only the session's JSON holds it.
+    # Too long for the check table, so only the session's JSON contains it.
     long_name = "x" * 300
     store("user-active", "s1", NOW, device_checks={long_name: "Detected"})
 
@@ -463,6 +463,18 @@ def test_check_counts_skip_malformed_group(analyst_client, active_user):
 
     names = [row["name"] for row in response.context["check_counts"]]
     assert names == ["vpn"]
+
+
+def test_check_counts_not_reported(analyst_client, active_user):
+    store("user-active", "s1", NOW, device_checks={"vpn": "Detected"})
+    store("user-active", "s2", NOW, device_checks={})
+
+    response = analyst_client.get(detail_url(active_user))
+
+    vpn = check_row(response, "vpn")
+    assert vpn["total"] == 1
+    assert vpn["not_reported"] == 1
+    assertContains(response, "Not reported")
 
 
 def test_check_counts_empty(analyst_client, active_user):

@@ -36,6 +36,7 @@ MAX_CHART_POINTS = 2000
 def user_detail(request, pk):
     watched = get_object_or_404(WatchedUser.objects.select_related("added_by"), pk=pk)
     sessions = Session.objects.filter(user_id=watched.user_id)
+    session_count = sessions.count()
     form = SessionFilterForm(request.GET, user_id=watched.user_id)
     table = session_table(request, form, show_user=False)
     context = {
@@ -44,9 +45,9 @@ def user_detail(request, pk):
             : PollRecord.KEEP_PER_USER
         ],
         "coverage_gaps": CoverageGap.objects.filter(user_id=watched.user_id),
-        "session_count": sessions.count(),
+        "session_count": session_count,
         "risk_chart": risk_chart(sessions),
-        "check_counts": check_counts(watched.user_id),
+        "check_counts": check_counts(watched.user_id, session_count),
         "form": form,
         "table": table,
     }
