@@ -11,6 +11,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,6 +113,21 @@ def env_redis_url(name):
             "redis://127.0.0.1:6379/0."
         )
     return value
+
+
+def env_database(name, default):
+    """Read a database URL into a DATABASES entry with dj-database-url."""
+    value = env_str(name, default)
+    try:
+        return dj_database_url.parse(value)
+    except ValueError:
+        # Only the scheme is echoed: the rest may contain a password.
+        scheme = urlsplit(value).scheme
+        raise ImproperlyConfigured(
+            f"{name} with the scheme {scheme!r} is not a valid database URL: "
+            "give one such as postgres://user:password@host:5432/name or "
+            "sqlite:////absolute/path/db.sqlite3."
+        ) from None
 
 
 def env_log_level(name, default="INFO"):

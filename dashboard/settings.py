@@ -9,12 +9,12 @@ import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard.env import (
     env_bool,
+    env_database,
     env_float,
     env_header_meta_key,
     env_http_url,
@@ -117,9 +117,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "dashboard.wsgi.application"
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-    )
+    "default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
 _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 # Connections are kept for a minute by default. Otherwise a worker, the task

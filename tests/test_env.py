@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dashboard.env import (
     env_bool,
+    env_database,
     env_float,
     env_http_url,
     env_int,
@@ -162,25 +163,63 @@ def test_env_redis_url_hides_password_in_error(monkeypatch):
     assert "s3cret" not in str(raised.value)
 
 
-def test_broker_url_selects_redis_broker():
+def test_env_database_parses_url(monkeypatch):
+    monkeypatch.setenv("DB", "postgres://user:pw@127.0.0.1:5433/name")
+
+    database = env_database("DB", "sqlite:///default.sqlite3")
+
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["PORT"] == 5433
+    assert env_database("MISSING_DB", "sqlite:///d.sqlite3")["NAME"] == "d.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("raw", "scheme"),
+    [
+        ("foo", "''"),
+        ("mysqlx://user:s3cret@127.0.0.1/name", "'mysqlx'"),
+        ("postgres://user:s3cret@127.0.0.1:port/name", "'postgres'"),
+    ],
+)
+def test_env_database_rejects_invalid_url(monkeypatch, raw, scheme):
+    monkeypatch.setenv("DB", raw)
+
+    with pytest.raises(ImproperlyConfigured, match="DB with the scheme") as raised:
+        env_database("DB", "sqlite:///default.sqlite3")
+    assert scheme in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
+def print_with_settings(expression, **environment):
+    """Print ``expression`` in a fresh process that loads the product's settings.
+
+    Settings are read once per process, so each environment needs its own.
+    """
     code = (
         "import django; django.setup(); from django.conf import settings; "
-        "print(sorted(k for k in ('orm', 'redis') if k in settings.Q_CLUSTER))"
+        f"print({expression})"
     )
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "DJANGO_DEBUG": "1",
-        "ROUNDTABLE_BROKER_URL": "redis://127.0.0.1:6379/9",
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DATABASE_")
     }
-
-    result = subprocess.run(
+    env.update(DJANGO_SETTINGS_MODULE="dashboard.settings", DJANGO_DEBUG="1")
+    env.update(environment)
+    return subprocess.run(
         [sys.executable, "-c", code],
         env=env,
         cwd=settings.BASE_DIR,
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_broker_url_selects_redis_broker():
+    result = print_with_settings(
+        "sorted(k for k in ('orm', 'redis') if k in settings.Q_CLUSTER)",
+        ROUNDTABLE_BROKER_URL="redis://127.0.0.1:6379/9",
     )
 
     assert result.stdout.strip() == "['redis']", result.stderr
@@ -191,29 +230,10 @@ def test_broker_url_selects_redis_broker():
     ["sqlite:///db.sqlite3", "postgres://user@127.0.0.1:5432/name"],
 )
 def test_connections_kept_on_every_database(database_url):
-    code = (
-        "import django; django.setup(); from django.conf import settings; "
-        "database = settings.DATABASES['default']; "
-        "print(database['CONN_MAX_AGE'], database['CONN_HEALTH_CHECKS'])"
-    )
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("DATABASE_")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="dashboard.settings",
-        DJANGO_DEBUG="1",
+    result = print_with_settings(
+        "settings.DATABASES['default']['CONN_MAX_AGE'], "
+        "settings.DATABASES['default']['CONN_HEALTH_CHECKS']",
         DATABASE_URL=database_url,
-    )
-
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert result.stdout.strip() == "60 True", result.stderr
