@@ -8,12 +8,9 @@ check rows for a user with a few thousand sessions. The JSON also contains
 the checks whose name or status is too long for the check table.
 """
 
-from datetime import UTC
-
 from django.db import connection
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from dashboard.sql import datetime_from_db
 from roundtable_sync.checks import ordered_check_keys
 from roundtable_sync.models import CheckGroup, Session
 
@@ -67,7 +64,7 @@ def check_counts(user_id, session_count):
         row[_STATUS_COLUMNS.get(status, "other")] += sessions
         row["total"] += sessions
         if status == "Detected":
-            row["first_detected_at"] = _as_datetime(earliest)
+            row["first_detected_at"] = datetime_from_db(earliest)
     for row in by_key.values():
         # A poll may store a session between the view's count and this
         # query, so a check's total can exceed the count.
@@ -89,12 +86,3 @@ def _empty_row(group, name):
     row = {"group": group, "name": name, "total": 0, "first_detected_at": None}
     row.update(dict.fromkeys([*_STATUS_COLUMNS.values(), "other"], 0))
     return row
-
-
-def _as_datetime(value):
-    # SQLite returns the stored text, which Django writes in UTC.
-    if isinstance(value, str):
-        value = parse_datetime(value)
-        if timezone.is_naive(value):
-            value = value.replace(tzinfo=UTC)
-    return value

@@ -13,13 +13,11 @@ reads its own snapshot. The database ranks, so ties go by its collation of user 
 everywhere else in the dashboard.
 """
 
-from datetime import UTC
-
 from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
-from django.utils.dateparse import parse_datetime
 
 from dashboard.coverage import DAY, Coverage
+from dashboard.sql import datetime_from_db
 from roundtable_sync.models import (
     Session,
     UserRisk,
@@ -159,15 +157,8 @@ def _ranked_per_user(parts):
         columns = [column[0] for column in cursor.description]
         rows = [dict(zip(columns, values, strict=True)) for values in cursor]
     for row in rows:
-        row["latest"] = _aware(row["latest"])
+        row["latest"] = datetime_from_db(row["latest"])
         # PostgreSQL sums bigint counts to numeric.
         row["flagged"] = int(row["flagged"])
         row["sessions"] = int(row["sessions"])
     return rows
-
-
-def _aware(value):
-    if isinstance(value, str):
-        # SQLite returns the stored UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
-        value = parse_datetime(value).replace(tzinfo=UTC)
-    return value
