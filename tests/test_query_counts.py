@@ -216,7 +216,8 @@ PAGES = [
     ("explorer last page", lambda _: explorer(last="1", sort="score"), 10),
     ("explorer every filter", lambda _: explorer(**EVERY_FILTER), 10),
     ("explorer user filter", lambda _: explorer(user=FOCUS_USER), 10),
-    # A search that fills no page from the recent window queries the page twice.
+    # A search that fills no page from the recent window also checks the
+    # window's size.
     ("explorer search", lambda _: explorer(q="no-such-text"), 11),
     ("explorer decision kind", lambda _: explorer(decision="confirmed_bot"), 10),
     (

@@ -12,7 +12,7 @@ from django.urls import reverse
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from dashboard.views import sessions as sessions_view
-from roundtable_sync.models import SessionTimeSource, WatchedUser
+from roundtable_sync.models import Session, SessionTimeSource, WatchedUser
 from roundtable_sync.search import FTS_TABLE
 from tests.fixtures_web import (  # noqa: F401
     NOW,
@@ -504,20 +504,12 @@ def test_score_cursor_rejects_time_value(analyst_client, small_pages, tied_sessi
 
 
 @pytest.fixture(name="searched_sessions")
-def searched_sessions_fixture():
-    """Eleven tied sessions (see tied_sessions); the tagged ones match "checkout"."""
-    scores = [10, None, 50, 10, None, 90, 50, 10, 70, None, 90]
-    tagged = {1, 2, 4, 8, 9, 10}
-    for index, score in enumerate(scores):
-        make_session(
-            f"user-{index % 3}",
-            f"s{index:02d}",
-            NOW - timedelta(hours=index // 4),
-            risk_score=score,
-            tags=["checkout-flow"] if index in tagged else ["login"],
-        )
-    matching = {f"s{index:02d}" for index in tagged}
-    return scores, matching
+def searched_sessions_fixture(tied_sessions):
+    """The tied sessions, of which six match "checkout" by a tag."""
+    matching = {f"s{index:02d}" for index in (1, 2, 4, 8, 9, 10)}
+    Session.objects.update(tags=["login"])
+    Session.objects.filter(pk__in=matching).update(tags=["checkout-flow"])
+    return tied_sessions, matching
 
 
 @pytest.mark.parametrize("window", [1, 4, 100])
